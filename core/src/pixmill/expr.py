@@ -1,0 +1,144 @@
+"""A safe expression language for ``filter --where``.
+
+Python syntax, parsed with :mod:`ast` and compiled to closures over a whitelist of node types:
+comparisons (``==  !=  <  <=  >  >=  in  not in``), ``and or not``, arithmetic, literals, lists,
+dotted field access (``scores.overall``, ``images.0``), and a few functions (``len``, ``lower``,
+``upper``, ``contains``, ``startswith``, ``endswith``, ``exists``). Nothing is ever passed to
+``eval``. A missing field is ``None``; comparing ``None`` with ``<``/``>`` is false, not an error.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator as _op
+from typing import Any, Callable
+
+from .errors import ConfigError
+from .rows import get_field
+
+Predicate = Callable[[dict], Any]
+
+_CMP = {
+    ast.Eq: _op.eq, ast.NotEq: _op.ne, ast.Lt: _op.lt, ast.LtE: _op.le, ast.Gt: _op.gt, ast.GtE: _op.ge,
+    ast.In: lambda a, b: b is not None and a in b, ast.NotIn: lambda a, b: b is None or a not in b,
+    ast.Is: _op.is_, ast.IsNot: _op.is_not,
+}
+_BIN = {ast.Add: _op.add, ast.Sub: _op.sub, ast.Mult: _op.mul, ast.Div: _op.truediv, ast.Mod: _op.mod,
+        ast.FloorDiv: _op.floordiv}
+_FUNCS: dict[str, Callable[..., Any]] = {
+    "len": lambda v: len(v) if v is not None else 0,
+    "lower": lambda v: str(v).lower() if v is not None else None,
+    "upper": lambda v: str(v).upper() if v is not None else None,
+    "contains": lambda v, s: v is not None and s in v,
+    "startswith": lambda v, s: isinstance(v, str) and v.startswith(s),
+    "endswith": lambda v, s: isinstance(v, str) and v.endswith(s),
+    "exists": lambda v: v is not None,
+    "float": lambda v: float(v) if v is not None else None,
+    "int": lambda v: int(v) if v is not None else None,
+}
+_CONSTS = {"true": True, "false": False, "null": None, "none": None, "True": True, "False": False, "None": None}
+
+
+def compile_expr(source: str) -> Predicate:
+    """Compile an expression to a function of a row. Raises ConfigError naming the problem."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+        return _compile(tree.body)
+    except SyntaxError as exc:
+        raise ConfigError(f"filter expression {source!r} does not parse: {exc.msg} at column {exc.offset}",
+                          'write e.g. "scores.overall >= 7 and width >= 512"') from None
+    except _Unsupported as exc:
+        raise ConfigError(f"filter expression {source!r}: {exc}",
+                          "use comparisons, and/or/not, field names and " + ", ".join(_FUNCS)) from None
+
+
+class _Unsupported(Exception):
+    pass
+
+
+def _safe_cmp(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def cmp(a: Any, b: Any) -> Any:
+        try:
+            return fn(a, b)
+        except TypeError:  # None < 3, "a" < 3: a row without a comparable value does not match
+            return False
+    return cmp
+
+
+def _field_path(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _field_path(node.value)
+        return f"{base}.{node.attr}" if base else None
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        base = _field_path(node.value)
+        return f"{base}.{node.slice.value}" if base else None
+    return None
+
+
+def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node type
+    if isinstance(node, ast.Constant):
+        value = node.value
+        return lambda row: value
+    if isinstance(node, ast.Name) and node.id in _CONSTS:
+        value = _CONSTS[node.id]
+        return lambda row: value
+    path = _field_path(node)
+    if path is not None:
+        if "." not in path:
+            return lambda row: row.get(path)
+        return lambda row: get_field(row, path)
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_compile(e) for e in node.elts]
+        return lambda row: [f(row) for f in items]
+    if isinstance(node, ast.BoolOp):
+        parts = [_compile(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda row: all(p(row) for p in parts)
+        return lambda row: any(p(row) for p in parts)
+    if isinstance(node, ast.UnaryOp):
+        inner = _compile(node.operand)
+        if isinstance(node.op, ast.Not):
+            return lambda row: not inner(row)
+        if isinstance(node.op, ast.USub):
+            return lambda row: -inner(row)
+        raise _Unsupported(f"operator {type(node.op).__name__} is not allowed")
+    if isinstance(node, ast.Compare):
+        left = _compile(node.left)
+        ops = []
+        for op, comp in zip(node.ops, node.comparators):
+            if type(op) not in _CMP:
+                raise _Unsupported(f"comparison {type(op).__name__} is not allowed")
+            ops.append((_safe_cmp(_CMP[type(op)]), _compile(comp)))
+        if len(ops) == 1:
+            (fn, right), = ops
+            return lambda row: fn(left(row), right(row))
+
+        def chain(row: dict) -> bool:
+            a = left(row)
+            for fn, right in ops:
+                b = right(row)
+                if not fn(a, b):
+                    return False
+                a = b
+            return True
+        return chain
+    if isinstance(node, ast.BinOp):
+        if type(node.op) not in _BIN:
+            raise _Unsupported(f"operator {type(node.op).__name__} is not allowed")
+        fn, lhs, rhs = _BIN[type(node.op)], _compile(node.left), _compile(node.right)
+
+        def binop(row: dict) -> Any:
+            try:
+                return fn(lhs(row), rhs(row))
+            except (TypeError, ZeroDivisionError):
+                return None
+        return binop
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
+        fn = _FUNCS[node.func.id]
+        args = [_compile(a) for a in node.args]
+        return lambda row: fn(*(a(row) for a in args))
+    if isinstance(node, ast.Call):
+        raise _Unsupported(f"function {ast.unparse(node.func)!r} is not allowed")
+    raise _Unsupported(f"{ast.unparse(node)!r} is not allowed")

@@ -1,0 +1,176 @@
+"""Model-free operators: template, filter, head, dedupe."""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+from ..context import StepContext
+from ..errors import ConfigError
+from ..expr import compile_expr
+from ..operator import Failed, Operator, Outcome
+from ..options import Option
+from ..rows import get_field, prompt_text, set_field
+
+
+class _RowView(dict):
+    """Format-string view of a row: ``{scores.overall}`` reads nested fields, and a
+    ``conversations`` list formats as its prompt text."""
+
+    def __init__(self, row: dict):
+        super().__init__(row)
+        self.row = row
+
+    def __missing__(self, key: str) -> Any:
+        value = get_field(self.row, key, _MissingField)
+        if value is _MissingField:
+            raise KeyError(key)
+        return value
+
+
+class _MissingField:
+    pass
+
+
+class _Formatter(string.Formatter):
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:  # noqa: D102
+        value = kwargs[field_name] if field_name in kwargs else kwargs.__missing__(field_name)
+        return value, field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            value = prompt_text(value)  # a conversations list formats as its user text
+        elif isinstance(value, (dict, list)) and not format_spec:
+            value = json.dumps(value, ensure_ascii=False)
+        return super().format_field(value, format_spec)
+
+
+class Template(Operator):
+    """Build a text field from a format string over row fields.
+
+    ``{prompt}`` inserts a field, ``{scores.overall}`` a nested one, ``{conversations}`` the user
+    text of a DataFlow-MM conversation. A row missing a field fails with a reason, unless
+    ``--missing`` says to leave it empty.
+    """
+
+    name = "template"
+    description = "build a text field from a format string over row fields"
+    options = (
+        Option("template", str, None, 'format string, e.g. "a photo of {prompt}, {style}"', required=True),
+        Option("output_key", str, "prompt", "field to write"),
+        Option("missing", str, "fail", "a row without a field: fail it, or format it as empty",
+               choices=("fail", "empty")),
+    )
+    default_batch_size = 10000
+
+    def __init__(self, serving=None, **options: Any):
+        super().__init__(serving, **options)
+        self._fmt = _Formatter()
+        try:
+            self._fields = [f for _, f, _, _ in self._fmt.parse(self.config["template"]) if f is not None]
+        except ValueError as exc:
+            raise ConfigError(f"template {self.config['template']!r}: {exc}", "balance the { } braces; write {{ for a literal {") from None
+        self._simple = all(f.isidentifier() for f in self._fields)
+
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        template, out_key, empty = self.config["template"], self.config["output_key"], self.config["missing"] == "empty"
+        fmt = self._fmt
+        outcomes: list[Outcome] = []
+        for row in rows:
+            try:
+                if self._simple and all(type(row.get(f)) in (str, int, float) for f in self._fields):
+                    text = template.format_map(row)  # fast path for flat fields
+                else:
+                    text = fmt.vformat(template, (), _RowView(row))
+            except KeyError as exc:
+                if not empty:
+                    outcomes.append(Failed(f"template: row has no field {exc.args[0]!r}"))
+                    continue
+                text = fmt.vformat(template, (), _EmptyView(row))
+            new = dict(row)
+            set_field(new, out_key, text) if "." in out_key else new.__setitem__(out_key, text)
+            outcomes.append(new)
+        return outcomes
+
+
+class _EmptyView(_RowView):
+    def __missing__(self, key: str) -> Any:
+        value = get_field(self.row, key, None)
+        return "" if value is None else value
+
+
+class Filter(Operator):
+    """Keep the rows for which ``--where EXPR`` is true (see pixmill.expr for the language)."""
+
+    name = "filter"
+    description = "keep rows matching a safe expression, e.g. \"scores.overall >= 7\""
+    options = (Option("where", str, None, 'expression over row fields, e.g. "scores.overall >= 7 and width >= 512"', required=True),)
+    default_batch_size = 10000
+
+    def __init__(self, serving=None, **options: Any):
+        super().__init__(serving, **options)
+        self._pred = compile_expr(self.config["where"])
+
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        pred = self._pred
+        return [row if pred(row) else None for row in rows]
+
+
+class Head(Operator):
+    """Keep the first ``--n`` rows (in input order)."""
+
+    name = "head"
+    description = "keep the first N rows"
+    options = (Option("n", int, None, "how many rows to keep", required=True),)
+    stateful = True
+    default_batch_size = 10000
+
+    def start(self, ctx: StepContext) -> None:
+        self._left = max(0, self.config["n"] - ctx.committed_count)
+
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        keep = min(self._left, len(rows))
+        self._left -= keep
+        return rows[:keep] + [None] * (len(rows) - keep)
+
+
+class Dedupe(Operator):
+    """Drop rows whose ``--key`` value was already seen (the first occurrence is kept)."""
+
+    name = "dedupe"
+    description = "drop rows whose key field repeats an earlier row's"
+    options = (
+        Option("key", str, None, "field (dotted path) whose value must be unique", required=True),
+        Option("ignore_case", bool, False, "compare text case-insensitively and ignoring surrounding spaces"),
+    )
+    stateful = True
+    default_batch_size = 10000
+
+    def _norm(self, row: dict) -> Any:
+        value = get_field(row, self.config["key"])
+        if isinstance(value, str) and self.config["ignore_case"]:
+            return " ".join(value.lower().split())
+        if isinstance(value, (list, dict)):
+            return json.dumps(value, sort_keys=True)
+        return value
+
+    def start(self, ctx: StepContext) -> None:
+        self._seen = {self._norm(r) for r in ctx.committed_rows()} if ctx.committed_rows else set()
+
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        out: list[Outcome] = []
+        for row in rows:
+            key = self._norm(row)
+            if key is None:
+                out.append(Failed(f"dedupe: row has no field {self.config['key']!r}"))
+            elif key in self._seen:
+                out.append(None)
+            else:
+                self._seen.add(key)
+                out.append(row)
+        return out
+
+
+BASIC_OPERATORS: list[type[Operator]] = [Template, Filter, Head, Dedupe]
+

@@ -1,0 +1,218 @@
+"""The on-disk layout of a run, readable by a human with ``ls``::
+
+    runs/demo/
+      manifest.json            the pipeline, its steps and their keys (no secrets)
+      pipeline.yaml            the same pipeline, runnable again with `pixmill run`
+      00-input/                one folder per step, numbered in pipeline order
+        step.json              operator, options, key, counts, complete or not
+        ledger.jsonl           the commit log: one line per committed part (row ids done / failed)
+        part-000001.jsonl      committed rows (or .parquet)
+        failed.jsonl           the rows that failed, with their reasons (rewritten at step end)
+        images/                files the step wrote
+      01-template/ ...
+
+The ledger is the single source of truth. A part counts only once its ledger line is written
+(part first, then an appended and fsynced ledger line); a torn last ledger line or a part without a
+ledger line is what a crash leaves, and both are ignored (the part is deleted on the next run).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import PixmillError
+from .store import Store, atomic_replace, fsync_dir, temp_path
+
+LEDGER = "ledger.jsonl"
+STEP_INFO = "step.json"
+FAILED = "failed.jsonl"
+MANIFEST = "manifest.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write a JSON file atomically."""
+    tmp = temp_path(path)
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    atomic_replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+@dataclass
+class StepState:
+    """What a step has committed, rebuilt from its ledger."""
+
+    parts: list[str] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)
+    failed: dict[str, dict] = field(default_factory=dict)  # id -> {"reason", "row"}
+    rows: int = 0  # output rows committed
+    commits: int = 0
+
+
+class StepFolder:
+    """One step's folder: its committed parts, its ledger, its info file."""
+
+    def __init__(self, path: Path, store: Store):
+        self.path = path
+        self.store = store
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def info(self) -> dict:
+        return read_json(self.path / STEP_INFO) or {}
+
+    def write_info(self, info: dict) -> None:
+        write_json(self.path / STEP_INFO, info)
+
+    def load_state(self, clean: bool = False) -> StepState:
+        """Replay the ledger. With ``clean``, delete what a crash left (uncommitted parts, temp files)."""
+        state = StepState()
+        ledger = self.path / LEDGER
+        if ledger.exists():
+            with open(ledger, encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.endswith("\n"):
+                        break  # torn last line: the commit never happened
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        break
+                    self._apply(state, entry)
+            if clean:
+                self._truncate_torn(ledger)
+        if clean:
+            committed = set(state.parts)
+            for p in self.path.iterdir():
+                is_part = p.name.startswith("part-") and p.name not in committed
+                if is_part or (p.name.startswith(".") and p.name.endswith(".tmp")):
+                    p.unlink()
+        return state
+
+    @staticmethod
+    def _apply(state: StepState, entry: dict) -> None:
+        if entry.get("part"):
+            state.parts.append(entry["part"])
+        state.rows += int(entry.get("rows", 0))
+        state.commits += 1
+        for rid in entry.get("done", ()):
+            state.done.add(rid)
+            state.failed.pop(rid, None)
+        for fail in entry.get("failed", ()):
+            state.failed[fail["id"]] = fail
+
+    @staticmethod
+    def _truncate_torn(ledger: Path) -> None:
+        data = ledger.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(ledger, "r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+                os.fsync(fh.fileno())
+
+    def next_part_name(self, state: StepState) -> str:
+        return f"part-{state.commits + 1:06d}{self.store.suffix}"
+
+    def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict]) -> None:
+        """Atomically commit a batch of results: part file first, then its ledger line."""
+        part = None
+        if rows:
+            part = self.next_part_name(state)
+            self.store.write_part(self.path / part, rows)
+        entry = {"part": part, "rows": len(rows), "done": done, "failed": failed, "time": round(time.time(), 3)}
+        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        with open(self.path / LEDGER, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._apply(state, entry)
+
+    def iter_rows(self, state: StepState | None = None) -> Iterator[dict]:
+        """Stream the committed rows, in commit order."""
+        parts = (state or self.load_state()).parts
+        for part in parts:
+            yield from self.store.read_part(self.path / part)
+
+    def write_failed(self, state: StepState) -> None:
+        path = self.path / FAILED
+        if not state.failed:
+            path.unlink(missing_ok=True)
+            return
+        from .builtins.jsonl_store import JsonlStore  # failure reports are always JSONL, for people
+
+        JsonlStore().write_file(path, state.failed.values())
+
+
+class RunFolder:
+    """A run's folder: steps, manifest and an exclusive lock while a process runs it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock_fh: Any = None
+
+    def lock(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise PixmillError(f"run folder {self.path} is in use by another pixmill process",
+                               "wait for it to finish, or use another --out") from None
+        self._lock_fh = fh
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    @property
+    def manifest(self) -> dict:
+        return read_json(self.path / MANIFEST) or {}
+
+    def write_manifest(self, manifest: dict) -> None:
+        write_json(self.path / MANIFEST, manifest)
+
+    def step_folder(self, index: int, name: str, key: str, store: Store) -> StepFolder:
+        """The folder of step ``index``: reused when its key matches, else the old one is moved to
+        ``.stale/`` (never deleted: it may hold work someone wants back) and a fresh one made."""
+        folder = self.path / f"{index:02d}-{name}"
+        existing = read_json(folder / STEP_INFO) if folder.exists() else None
+        if folder.exists() and (existing is None or existing.get("key") != key):
+            old_key = (existing or {}).get("key", "unknown")[:8]
+            stale = self.path / ".stale" / f"{folder.name}-{old_key}-{int(time.time())}"
+            stale.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(folder), str(stale))
+        for other in self.path.glob(f"{index:02d}-*"):  # the same index under another operator name
+            if other != folder and other.is_dir():
+                stale = self.path / ".stale" / f"{other.name}-{int(time.time())}"
+                stale.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(other), str(stale))
+        folder.mkdir(parents=True, exist_ok=True)
+        fsync_dir(self.path)
+        return StepFolder(folder, store)
+
+    def steps(self) -> list[StepFolder]:
+        """The step folders of the pipeline the manifest describes, in order."""
+        from .plugins import get_registry
+
+        manifest = self.manifest
+        if not manifest:
+            raise PixmillError(f"{self.path} is not a pixmill run folder (no {MANIFEST})",
+                               "pass the --out folder of a `pixmill run`")
+        store = get_registry().get_store(manifest.get("store", "jsonl"))()
+        return [StepFolder(self.path / s["folder"], store) for s in manifest.get("steps", [])]

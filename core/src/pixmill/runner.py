@@ -1,0 +1,322 @@
+"""The runner: step keys, resume, batching, atomic commits, failure records, progress.
+
+All the hard parts of a pipeline live here once; the CLI, YAML pipelines and the Python API all go
+through :class:`Runner`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from . import __version__
+from .context import StepContext
+from .errors import ConfigError, InputError, PixmillError
+from .executor import Executor, StepTask
+from .operator import Failed, Operator
+from .progress import Progress, make_progress
+from .rows import ID_KEY, child_id
+from .run_folder import RunFolder, StepFolder, StepState, write_json
+from .store import Store
+
+log = logging.getLogger("pixmill.runner")
+
+SOURCE_COMMIT_ROWS = 50_000
+FAST_COMMIT_SECONDS = 1.0  # model-free steps: commit at most once a second (or every 50k rows)
+
+
+@dataclass
+class StepResult:
+    """The summary of one step after a run: totals over all runs, and what this run did."""
+
+    index: int
+    name: str
+    folder: str
+    key: str
+    done: int
+    failed: int
+    rows: int
+    new_done: int = 0
+    new_failed: int = 0
+    seconds: float = 0.0
+    cached: bool = False
+    skipped_lines: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def step_key(identity: dict[str, Any], upstream_key: str, store: str) -> str:
+    """Hash of what determines a step's output: its identity, its store and its upstream step."""
+    blob = json.dumps({"step": identity, "upstream": upstream_key, "store": store}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def chunked(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+class Runner:
+    """Runs steps into a run folder, one after another, each resuming from what is committed.
+
+    Use as a context manager (it holds the run folder's lock)::
+
+        with Runner(out, store, executor) as runner:
+            runner.run_source(Path("prompts.jsonl"))
+            runner.run_step(operator)
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        store: Store,
+        executor: Executor,
+        seed: int = 0,
+        retry_failed: bool = False,
+        progress: Progress | None = None,
+    ):
+        self.run = RunFolder(Path(out))
+        self.store = store
+        self.executor = executor
+        self.seed = seed
+        self.retry_failed = retry_failed
+        self.progress = progress or make_progress()
+        self.input_dir = Path.cwd()
+        self.results: list[StepResult] = []
+        self._steps: list[dict[str, Any]] = []
+        self._last: tuple[StepFolder, StepState, str] | None = None
+        self._manifest: dict[str, Any] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> Runner:
+        self.run.lock()
+        old = self.run.manifest
+        self._manifest = {
+            "pixmill": __version__,
+            "created": old.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+            "store": self.store.name,
+            "executor": {"name": self.executor.name, "options": self.executor.config},
+            "seed": self.seed,
+        }
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.run.unlock()
+
+    def _write_manifest(self) -> None:
+        self._manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._manifest["steps"] = self._steps
+        self.run.write_manifest(self._manifest)
+
+    # -- step 0: the input ----------------------------------------------------------------------
+    def run_source(self, input_path: Path | None, skip_bad_lines: bool = False, id_key: str = ID_KEY,
+                   reader: Store | None = None) -> StepResult:
+        """Read the input file into step 0, giving every row a stable id.
+
+        The id is the row's ``id_key`` field when it has one (it must be unique), otherwise the
+        record's position in the file. Step 0's key is the file's content hash, so editing the input
+        recomputes the pipeline and an unchanged input costs nothing.
+        """
+        started = time.monotonic()
+        if input_path is None:
+            identity: dict[str, Any] = {"source": "seed-row"}
+            self.input_dir = Path.cwd()
+            self._manifest["input"] = None
+        else:
+            input_path = Path(input_path)
+            if not input_path.is_file():
+                raise InputError(f"input file {input_path} does not exist", "check the --input path")
+            if reader is None:
+                raise ConfigError(f"no store reads {input_path.suffix or 'extension-less'} files ({input_path})",
+                                  "use a .jsonl file, or install pixmill-parquet for .parquet")
+            identity = {"source": "file", "sha256": file_sha256(input_path), "id_key": id_key,
+                        "skip_bad_lines": skip_bad_lines, "reader": reader.name}
+            self.input_dir = input_path.resolve().parent
+            self._manifest["input"] = {"path": str(input_path.resolve()), "sha256": identity["sha256"]}
+        key = step_key(identity, "", self.store.name)
+        folder = self.run.step_folder(0, "input", key, self.store)
+        state = folder.load_state(clean=True)
+        info = folder.info
+        cached = bool(info.get("complete"))
+        skipped = int(info.get("skipped_lines", 0))
+        self.progress.step_started(folder.name, total=None, cached=cached)
+        if not cached:
+            if state.commits:  # a crash mid-copy: the copy is cheap, start it over
+                for p in folder.path.glob("part-*"):
+                    p.unlink()
+                (folder.path / "ledger.jsonl").unlink(missing_ok=True)
+                state = StepState()
+            rows = self._source_rows(input_path, reader, id_key, skip_bad_lines, folder)
+            for chunk in chunked(rows, SOURCE_COMMIT_ROWS):
+                folder.commit(state, chunk, [], [])
+                self.progress.advanced(len(chunk), 0)
+            skipped = self._skipped
+            folder.write_info({"name": "input", "index": 0, "key": key, "source": identity, "complete": True,
+                               "done": state.rows, "failed": 0, "rows": state.rows, "skipped_lines": skipped,
+                               "seconds": round(time.monotonic() - started, 3), "pixmill": __version__})
+        result = StepResult(0, "input", folder.name, key, state.rows, 0, state.rows,
+                            new_done=0 if cached else state.rows, seconds=time.monotonic() - started,
+                            cached=cached, skipped_lines=skipped)
+        self._steps = [{"index": 0, "folder": folder.name, "key": key, "operator": "input", "source": identity}]
+        self._last = (folder, state, key)
+        self.results = [result]
+        self._write_manifest()
+        self.progress.step_finished(result)
+        return result
+
+    def _source_rows(self, input_path: Path | None, reader: Store | None, id_key: str, skip_bad: bool,
+                     folder: StepFolder) -> Iterator[dict]:
+        self._skipped = 0
+        if input_path is None or reader is None:
+            yield {ID_KEY: "0"}
+            return
+        bad_path = folder.path / "skipped.jsonl"
+        bad_path.unlink(missing_ok=True)
+        bad: list[dict] = []
+
+        def on_bad(lineno: int, text: str, error: str) -> None:
+            bad.append({"file": str(input_path), "line": lineno, "error": error, "text": text[:10000]})
+            log.warning("%s:%d: skipped a malformed line (%s)", input_path, lineno, error)
+
+        seen: set[str] = set()
+        for n, row in enumerate(reader.read_part(input_path, on_bad_line=on_bad if skip_bad else None)):
+            if id_key in row and row[id_key] is not None:
+                rid = str(row[id_key])
+                if rid in seen:
+                    raise InputError(f"{input_path}: record {n + len(bad) + 1} repeats id {rid!r}",
+                                     f"make the {id_key!r} field unique, or pass --id-key with another field")
+                seen.add(rid)
+            else:
+                rid = str(n + len(bad))
+            yield {ID_KEY: rid, **{k: v for k, v in row.items() if k != ID_KEY}}
+        if bad:
+            from .builtins.jsonl_store import JsonlStore
+
+            JsonlStore().write_file(bad_path, bad)
+        self._skipped = len(bad)
+
+    # -- steps 1..n -----------------------------------------------------------------------------
+    def run_step(self, op: Operator) -> StepResult:
+        """Run one operator over the previous step's rows, resuming from what is committed."""
+        if self._last is None:
+            raise PixmillError("no input step yet", "call run_source() first")
+        up_folder, up_state, up_key = self._last
+        index = len(self._steps)
+        key = step_key(op.identity(), up_key, self.store.name)
+        folder = self.run.step_folder(index, op.name, key, self.store)
+        state = folder.load_state(clean=True)
+        info = folder.info
+        upstream = {"key": up_key, "commits": up_state.commits}
+        retry = self.retry_failed and bool(state.failed)
+        cached = bool(info.get("complete")) and info.get("upstream") == upstream and not retry
+        started = time.monotonic()
+        before_done, before_failed = len(state.done), len(state.failed)
+        skip = state.done if retry or not state.failed else state.done | state.failed.keys()
+        total = max(0, up_state.rows - len(skip)) if not cached else 0
+        self.progress.step_started(folder.name, total=total, cached=cached)
+        if not cached:
+            ctx = StepContext(run_dir=self.run.path.resolve(), step_dir=folder.path.resolve(),
+                              input_dir=self.input_dir, seed=self.seed, step_name=folder.name,
+                              committed_rows=lambda: folder.iter_rows(state), committed_count=state.rows)
+            folder.write_info({**self._step_info(index, op, key, upstream), "complete": False,
+                               "seconds": info.get("seconds", 0.0)})
+            todo = (row for row in up_folder.iter_rows(up_state) if row[ID_KEY] not in skip)
+            self._execute(op, ctx, folder, state, chunked(todo, op.batch_size))
+            folder.write_failed(state)
+            folder.write_info({**self._step_info(index, op, key, upstream), "complete": True,
+                               "done": len(state.done), "failed": len(state.failed), "rows": state.rows,
+                               "seconds": round(info.get("seconds", 0.0) + time.monotonic() - started, 3)})
+        result = StepResult(index, op.name, folder.name, key, len(state.done), len(state.failed), state.rows,
+                            new_done=len(state.done) - before_done,
+                            new_failed=max(0, len(state.failed) - before_failed),
+                            seconds=time.monotonic() - started, cached=cached)
+        self._steps.append({"index": index, "folder": folder.name, "key": key, **op.describe()})
+        self._last = (folder, state, key)
+        self.results.append(result)
+        self._write_manifest()
+        self.progress.step_finished(result)
+        return result
+
+    def _step_info(self, index: int, op: Operator, key: str, upstream: dict) -> dict[str, Any]:
+        return {"name": op.name, "index": index, "key": key, "upstream": upstream, **op.describe(),
+                "pixmill": __version__}
+
+    def _execute(self, op: Operator, ctx: StepContext, folder: StepFolder, state: StepState,
+                 batches: Iterator[list[dict]]) -> None:
+        # Model steps commit every batch (a batch of images is expensive to redo); fast model-free
+        # steps commit once a second, so a million-row step writes tens of parts, not thousands.
+        interval = 0.0 if op.serving is not None else FAST_COMMIT_SECONDS
+        rows: list[dict] = []
+        done: list[str] = []
+        failed: list[dict] = []
+        last = time.monotonic()
+
+        def flush() -> None:
+            nonlocal rows, done, failed, last
+            if rows or done or failed:
+                folder.commit(state, rows, done, failed)
+            rows, done, failed, last = [], [], [], time.monotonic()
+
+        try:
+            for batch, outcomes in self.executor.map(StepTask(op, ctx), batches):
+                n_failed = 0
+                for row, out in zip(batch, outcomes):
+                    rid = row[ID_KEY]
+                    if type(out) is dict:
+                        if out.get(ID_KEY) != rid:
+                            out = {ID_KEY: rid, **{k: v for k, v in out.items() if k != ID_KEY}}
+                        rows.append(out)
+                        done.append(rid)
+                    elif out is None:
+                        done.append(rid)
+                    elif isinstance(out, list):
+                        rows.extend({ID_KEY: child_id(rid, i), **{k: v for k, v in c.items() if k != ID_KEY}}
+                                    for i, c in enumerate(out))
+                        done.append(rid)
+                    else:
+                        reason = out.reason if isinstance(out, Failed) else f"operator returned {type(out).__name__}"
+                        failed.append({"id": rid, "reason": reason, "row": row})
+                        n_failed += 1
+                self.progress.advanced(len(batch) - n_failed, n_failed)
+                if len(rows) >= SOURCE_COMMIT_ROWS or time.monotonic() - last >= interval:
+                    flush()
+        finally:
+            flush()  # on success, error or Ctrl-C: keep every finished batch
+
+    # -- reading --------------------------------------------------------------------------------
+    def last_rows(self) -> Iterator[dict]:
+        """Stream the rows of the last step run so far."""
+        if self._last is None:
+            return iter(())
+        folder, state, _ = self._last
+        return folder.iter_rows(state)
+
+    @property
+    def last_folder(self) -> StepFolder | None:
+        return self._last[0] if self._last else None
+
+    def write_pipeline_yaml(self, text: str) -> None:
+        path = self.run.path / "pipeline.yaml"
+        tmp = path.with_name(".pipeline.yaml.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+
+def write_summary(run_dir: Path, results: list[StepResult]) -> None:
+    write_json(Path(run_dir) / "summary.json", [r.as_dict() for r in results])

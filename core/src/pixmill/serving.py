@@ -1,0 +1,146 @@
+"""The Serving base class and the request/result types of each capability.
+
+A serving is a model backend. It is registered as a class; the executor instantiates it inside the
+worker that uses it, calls :meth:`Serving.load` once, then calls the capability method with batches.
+Capability methods return one entry per request, in order: a result, or an ``Exception`` for a
+request that failed (the row is recorded as failed with ``str(exc)``; the rest of the batch goes on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+from .options import Option, key_options, public_options, resolve_options
+
+TEXT_TO_IMAGE = "text-to-image"
+IMAGE_EDIT = "image-edit"
+VISION_CHAT = "vision-chat"
+TEXT_LLM = "text-llm"
+CAPABILITIES = (TEXT_TO_IMAGE, IMAGE_EDIT, VISION_CHAT, TEXT_LLM)
+
+
+@dataclass
+class ImageRequest:
+    """Text-to-image: make ``len(seeds)`` images of ``prompt``."""
+
+    prompt: str
+    seeds: list[int]
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EditRequest:
+    """Image editing: apply ``prompt`` to the reference ``images`` (PIL images, in order)."""
+
+    prompt: str
+    images: list[Any]
+    seeds: list[int]
+    mask: Any = None
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GeneratedImage:
+    """One image a serving made, with its provenance.
+
+    ``image`` is a PIL image, or ``data`` holds encoded bytes as an API returned them (saved as is,
+    never re-encoded) with ``suffix`` such as ``".png"``. ``params`` is the provenance recorded with
+    the image: model, seed, size, steps, guidance, the exact prompt sent, and so on.
+    """
+
+    image: Any = None
+    data: bytes | None = None
+    suffix: str = ".png"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatRequest:
+    """A chat turn for a text LLM or a vision-language model.
+
+    ``messages`` are OpenAI-style chat messages whose content is a string or a list of parts;
+    image parts are ``{"type": "image", "image": PIL.Image}`` and servings convert them to their
+    own form. ``json`` asks for a JSON object answer where the backend supports it.
+    """
+
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    json: bool = False
+    logprobs: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatResponse:
+    """The answer to a :class:`ChatRequest`: text, and token logprobs where asked and available."""
+
+    text: str
+    logprobs: list[dict[str, float]] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+ImagesOrError = Union[list[GeneratedImage], Exception]
+ChatOrError = Union[ChatResponse, Exception]
+
+
+class Serving:
+    """A model backend. Subclasses set ``name``, ``capabilities`` and ``options``, and implement the
+    methods of their capabilities:
+
+    - ``text-to-image``: :meth:`generate`
+    - ``image-edit``: :meth:`edit`
+    - ``vision-chat`` and ``text-llm``: :meth:`chat`
+
+    ``parallel_batches`` tells the local executor how many batches may be in flight at once
+    (an HTTP serving with ``--concurrency 32`` raises it; a GPU serving keeps 1).
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    options: ClassVar[tuple[Option, ...]] = ()
+    parallel_batches: int = 1
+
+    def __init__(self, **options: Any):
+        self.config = resolve_options(self.options, options, owner=f"serving {self.name}")
+
+    def identity(self) -> dict[str, Any]:
+        """What enters the step key: the serving's name, version and output-affecting options."""
+        return {"serving": self.name, "version": self.version, "options": key_options(self.options, self.config)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"serving": self.name, "options": public_options(self.options, self.config)}
+
+    def spec(self) -> tuple[type, dict[str, Any]]:
+        """How to rebuild this serving in another process: (class, options)."""
+        return type(self), dict(self.config)
+
+    def check(self) -> None:
+        """Fail fast, before any work, on a setup error (missing key, model folder not found).
+
+        Called once in the main process; must not load weights. Default: nothing.
+        """
+
+    def load(self) -> None:
+        """Bring up weights or clients. Called once per worker before the first batch."""
+
+    def unload(self) -> None:
+        """Free what :meth:`load` took (GPU memory, connections)."""
+
+    def generate(self, requests: list[ImageRequest]) -> list[ImagesOrError]:
+        raise NotImplementedError(f"serving {self.name} cannot do {TEXT_TO_IMAGE}")
+
+    def edit(self, requests: list[EditRequest]) -> list[ImagesOrError]:
+        raise NotImplementedError(f"serving {self.name} cannot do {IMAGE_EDIT}")
+
+    def chat(self, requests: list[ChatRequest]) -> list[ChatOrError]:
+        raise NotImplementedError(f"serving {self.name} cannot do {VISION_CHAT}")
