@@ -33,13 +33,15 @@ class StepContext:
         return logging.getLogger(f"pixmill.step.{self.step_name}")
 
     def resolve(self, path: str) -> Path:
-        """Absolute path of an image named in a row: absolute, run-relative or input-relative."""
+        """Absolute path of an image named in a row: absolute, else relative to the run folder
+        (generated files), the input file's folder, or the working directory (DataFlow-MM inputs
+        name files relative to where the pipeline runs), first that exists."""
         p = Path(path).expanduser()
         if p.is_absolute():
             return p
-        in_run = self.run_dir / p
-        if in_run.exists():
-            return in_run
+        for base in (self.run_dir, self.input_dir, Path.cwd()):
+            if (base / p).exists():
+                return base / p
         return self.input_dir / p
 
     def image_path(self, row_id: str, index: int = 0, suffix: str = ".png", tag: str = "") -> tuple[Path, str]:

@@ -81,8 +81,8 @@ def prompt_text(value: Any) -> str:
 
 
 def image_list(value: Any) -> list[str]:
-    """The image paths a field holds: one path or a list of paths (``None`` means none)."""
-    if value is None:
+    """The image paths a field holds: one path or a list of paths (``None`` and ``""`` mean none)."""
+    if value is None or value == "":
         return []
     if isinstance(value, str):
         return [value]
@@ -93,7 +93,8 @@ def image_list(value: Any) -> list[str]:
                 item = item["path"]
             if not isinstance(item, str):
                 raise ValueError(f"an image must be a path string, got {type(item).__name__}")
-            out.append(item)
+            if item:  # DataFlow-MM inputs hold "" placeholders for images still to be made
+                out.append(item)
         return out
     if isinstance(value, dict) and "path" in value:
         return [value["path"]]

@@ -28,6 +28,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import PixmillError
+
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover
+    _loads = json.loads
 from .store import Store, atomic_replace, fsync_dir, temp_path
 
 LEDGER = "ledger.jsonl"
@@ -59,6 +64,8 @@ class StepState:
     failed: dict[str, dict] = field(default_factory=dict)  # id -> {"reason", "row"}
     rows: int = 0  # output rows committed
     commits: int = 0
+    done_count: int = 0
+    track_ids: bool = True
 
 
 class StepFolder:
@@ -79,9 +86,10 @@ class StepFolder:
     def write_info(self, info: dict) -> None:
         write_json(self.path / STEP_INFO, info)
 
-    def load_state(self, clean: bool = False) -> StepState:
-        """Replay the ledger. With ``clean``, delete what a crash left (uncommitted parts, temp files)."""
-        state = StepState()
+    def load_state(self, clean: bool = False, with_ids: bool = True) -> StepState:
+        """Replay the ledger. With ``clean``, delete what a crash left (uncommitted parts, temp files).
+        Without ``with_ids`` the done-id set stays empty (a cached step needs only counts and parts)."""
+        state = StepState(track_ids=with_ids)
         ledger = self.path / LEDGER
         if ledger.exists():
             with open(ledger, encoding="utf-8") as fh:
@@ -89,7 +97,7 @@ class StepFolder:
                     if not line.endswith("\n"):
                         break  # torn last line: the commit never happened
                     try:
-                        entry = json.loads(line)
+                        entry = _loads(line)
                     except ValueError:
                         break
                     self._apply(state, entry)
@@ -109,11 +117,16 @@ class StepFolder:
             state.parts.append(entry["part"])
         state.rows += int(entry.get("rows", 0))
         state.commits += 1
-        for rid in entry.get("done", ()):
-            state.done.add(rid)
-            state.failed.pop(rid, None)
+        done = entry.get("done", ())
+        if state.track_ids:
+            state.done.update(done)
+        if state.failed:
+            for rid in done:
+                state.failed.pop(rid, None)
         for fail in entry.get("failed", ()):
             state.failed[fail["id"]] = fail
+        # Each input id is committed as done once (done ids are never offered again).
+        state.done_count += len(done)
 
     @staticmethod
     def _truncate_torn(ledger: Path) -> None:

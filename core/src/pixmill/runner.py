@@ -28,7 +28,8 @@ from .store import Store
 log = logging.getLogger("pixmill.runner")
 
 SOURCE_COMMIT_ROWS = 50_000
-FAST_COMMIT_SECONDS = 1.0  # model-free steps: commit at most once a second (or every 50k rows)
+FAST_COMMIT_SECONDS = 1.0  # cheap batches: commit at most once a second (or every 50k rows)
+SLOW_BATCH_SECONDS = 0.05  # a batch that took longer is committed at once
 
 
 @dataclass
@@ -64,6 +65,13 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _stat(path: Path | None) -> list | None:
+    if path is None:
+        return None
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def chunked(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -145,15 +153,15 @@ class Runner:
             if reader is None:
                 raise ConfigError(f"no store reads {input_path.suffix or 'extension-less'} files ({input_path})",
                                   "use a .jsonl file, or install pixmill-parquet for .parquet")
-            identity = {"source": "file", "sha256": file_sha256(input_path), "id_key": id_key,
+            identity = {"source": "file", "sha256": self._input_hash(input_path), "id_key": id_key,
                         "skip_bad_lines": skip_bad_lines, "reader": reader.name}
             self.input_dir = input_path.resolve().parent
             self._manifest["input"] = {"path": str(input_path.resolve()), "sha256": identity["sha256"]}
         key = step_key(identity, "", self.store.name)
         folder = self.run.step_folder(0, "input", key, self.store)
-        state = folder.load_state(clean=True)
         info = folder.info
         cached = bool(info.get("complete"))
+        state = folder.load_state(clean=not cached, with_ids=not cached)
         skipped = int(info.get("skipped_lines", 0))
         self.progress.step_started(folder.name, total=None, cached=cached)
         if not cached:
@@ -168,6 +176,7 @@ class Runner:
                 self.progress.advanced(len(chunk), 0)
             skipped = self._skipped
             folder.write_info({"name": "input", "index": 0, "key": key, "source": identity, "complete": True,
+                               "input_stat": _stat(input_path),
                                "done": state.rows, "failed": 0, "rows": state.rows, "skipped_lines": skipped,
                                "seconds": round(time.monotonic() - started, 3), "pixmill": __version__})
         result = StepResult(0, "input", folder.name, key, state.rows, 0, state.rows,
@@ -179,6 +188,17 @@ class Runner:
         self._write_manifest()
         self.progress.step_finished(result)
         return result
+
+    def _input_hash(self, path: Path) -> str:
+        """The input's sha256, reused from the last run when size and mtime are unchanged (as make
+        and git do), so rerunning over a large input does not re-read it."""
+        info = (self.run.path / "00-input" / "step.json")
+        from .run_folder import read_json
+
+        old = read_json(info) or {}
+        if old.get("complete") and old.get("input_stat") == _stat(path) and old.get("source", {}).get("sha256"):
+            return old["source"]["sha256"]
+        return file_sha256(path)
 
     def _source_rows(self, input_path: Path | None, reader: Store | None, id_key: str, skip_bad: bool,
                      folder: StepFolder) -> Iterator[dict]:
@@ -204,7 +224,11 @@ class Runner:
                 seen.add(rid)
             else:
                 rid = str(n + len(bad))
-            yield {ID_KEY: rid, **{k: v for k, v in row.items() if k != ID_KEY}}
+            if ID_KEY in row:
+                row = {k: v for k, v in row.items() if k != ID_KEY}
+            out = {ID_KEY: rid}  # the id first, so part files read well
+            out.update(row)
+            yield out
         if bad:
             from .builtins.jsonl_store import JsonlStore
 
@@ -220,13 +244,13 @@ class Runner:
         index = len(self._steps)
         key = step_key(op.identity(), up_key, self.store.name)
         folder = self.run.step_folder(index, op.name, key, self.store)
-        state = folder.load_state(clean=True)
         info = folder.info
         upstream = {"key": up_key, "commits": up_state.commits}
-        retry = self.retry_failed and bool(state.failed)
+        retry = self.retry_failed and bool(info.get("failed"))
         cached = bool(info.get("complete")) and info.get("upstream") == upstream and not retry
+        state = folder.load_state(clean=not cached, with_ids=not cached)
         started = time.monotonic()
-        before_done, before_failed = len(state.done), len(state.failed)
+        before_done, before_failed = state.done_count, len(state.failed)
         skip = state.done if retry or not state.failed else state.done | state.failed.keys()
         total = max(0, up_state.rows - len(skip)) if not cached else 0
         self.progress.step_started(folder.name, total=total, cached=cached)
@@ -240,10 +264,10 @@ class Runner:
             self._execute(op, ctx, folder, state, chunked(todo, op.batch_size))
             folder.write_failed(state)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": True,
-                               "done": len(state.done), "failed": len(state.failed), "rows": state.rows,
+                               "done": state.done_count, "failed": len(state.failed), "rows": state.rows,
                                "seconds": round(info.get("seconds", 0.0) + time.monotonic() - started, 3)})
-        result = StepResult(index, op.name, folder.name, key, len(state.done), len(state.failed), state.rows,
-                            new_done=len(state.done) - before_done,
+        result = StepResult(index, op.name, folder.name, key, state.done_count, len(state.failed), state.rows,
+                            new_done=state.done_count - before_done,
                             new_failed=max(0, len(state.failed) - before_failed),
                             seconds=time.monotonic() - started, cached=cached)
         self._steps.append({"index": index, "folder": folder.name, "key": key, **op.describe()})
@@ -259,13 +283,14 @@ class Runner:
 
     def _execute(self, op: Operator, ctx: StepContext, folder: StepFolder, state: StepState,
                  batches: Iterator[list[dict]]) -> None:
-        # Model steps commit every batch (a batch of images is expensive to redo); fast model-free
-        # steps commit once a second, so a million-row step writes tens of parts, not thousands.
-        interval = 0.0 if op.serving is not None else FAST_COMMIT_SECONDS
+        # A batch that took real work (a model call, anything over SLOW_BATCH_SECONDS) is committed at
+        # once, so a crash redoes at most the batches in flight; cheap model-free batches are grouped
+        # into a commit a second, so a million-row step writes tens of parts, not thousands.
+        always = op.serving is not None
         rows: list[dict] = []
         done: list[str] = []
         failed: list[dict] = []
-        last = time.monotonic()
+        last = last_result = time.monotonic()
 
         def flush() -> None:
             nonlocal rows, done, failed, last
@@ -294,7 +319,10 @@ class Runner:
                         failed.append({"id": rid, "reason": reason, "row": row})
                         n_failed += 1
                 self.progress.advanced(len(batch) - n_failed, n_failed)
-                if len(rows) >= SOURCE_COMMIT_ROWS or time.monotonic() - last >= interval:
+                now = time.monotonic()
+                slow = now - last_result >= SLOW_BATCH_SECONDS
+                last_result = now
+                if always or slow or len(rows) >= SOURCE_COMMIT_ROWS or now - last >= FAST_COMMIT_SECONDS:
                     flush()
         finally:
             flush()  # on success, error or Ctrl-C: keep every finished batch

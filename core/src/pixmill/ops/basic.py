@@ -68,29 +68,51 @@ class Template(Operator):
         super().__init__(serving, **options)
         self._fmt = _Formatter()
         try:
-            self._fields = [f for _, f, _, _ in self._fmt.parse(self.config["template"]) if f is not None]
+            parsed = list(self._fmt.parse(self.config["template"]))
         except ValueError as exc:
-            raise ConfigError(f"template {self.config['template']!r}: {exc}", "balance the { } braces; write {{ for a literal {") from None
-        self._simple = all(f.isidentifier() for f in self._fields)
+            raise ConfigError(f"template {self.config['template']!r}: {exc}",
+                              "balance the { } braces; write {{ for a literal {") from None
+        # Fast path: a template of plain field names without format specs is a join of literal
+        # text and field values; anything fancier goes through string.Formatter.
+        self._segments: list[tuple[str, str | None]] | None = [(lit, f) for lit, f, _, _ in parsed]
+        if not all((f is None or f.isidentifier()) and not spec and not conv for _, f, spec, conv in parsed):
+            self._segments = None
+
+    def _fast(self, row: dict) -> str | None:
+        out = []
+        for literal, field_name in self._segments or ():
+            out.append(literal)
+            if field_name is not None:
+                value = row.get(field_name)
+                kind = type(value)
+                if kind is str:
+                    out.append(value)
+                elif kind is int or kind is float:
+                    out.append(str(value))
+                else:
+                    return None  # missing, list, dict...: the general path decides
+        return "".join(out)
 
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         template, out_key, empty = self.config["template"], self.config["output_key"], self.config["missing"] == "empty"
-        fmt = self._fmt
+        fmt, fast, nested = self._fmt, self._segments is not None, "." in out_key
         outcomes: list[Outcome] = []
         for row in rows:
-            try:
-                if self._simple and all(type(row.get(f)) in (str, int, float) for f in self._fields):
-                    text = template.format_map(row)  # fast path for flat fields
-                else:
+            text = self._fast(row) if fast else None
+            if text is None:
+                try:
                     text = fmt.vformat(template, (), _RowView(row))
-            except KeyError as exc:
-                if not empty:
-                    outcomes.append(Failed(f"template: row has no field {exc.args[0]!r}"))
-                    continue
-                text = fmt.vformat(template, (), _EmptyView(row))
-            new = dict(row)
-            set_field(new, out_key, text) if "." in out_key else new.__setitem__(out_key, text)
-            outcomes.append(new)
+                except KeyError as exc:
+                    if not empty:
+                        outcomes.append(Failed(f"template: row has no field {exc.args[0]!r}"))
+                        continue
+                    text = fmt.vformat(template, (), _EmptyView(row))
+            # Rows are fresh copies read for this batch, so writing into them is safe and saves a copy.
+            if nested:
+                set_field(row, out_key, text)
+            else:
+                row[out_key] = text
+            outcomes.append(row)
         return outcomes
 
 

@@ -1,0 +1,5 @@
+"""``python -m pixmill`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""The ``pixmill`` command line. Each core command lives in its own module of this package and
+exposes ``command`` (a click command or group); plugins add theirs through ``register_commands``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import PixmillError
+
+# Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
+_COMMAND_MODULES = ("run", "info", "status", "export", "init")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pixmill")
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+def cli(verbose: int) -> None:
+    """pixmill: turn prompts into image datasets.
+
+    A pipeline is a chain of operators run over rows (JSONL or Parquet); every step is cached,
+    resumable and inspectable in its run folder. Start with `pixmill init DIR`.
+    """
+    level = logging.WARNING - 10 * verbose if verbose else logging.INFO
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+
+
+def build_cli() -> click.Group:
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        for cmd in getattr(module, "commands", None) or [module.command]:
+            cli.add_command(cmd, cmd.name)
+    from ..plugins import get_registry
+
+    get_registry().commands(cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, tracebacks only with PIXMILL_DEBUG=1."""
+    debug = os.environ.get("PIXMILL_DEBUG", "") not in ("", "0")
+    try:
+        group = build_cli()
+        group.main(args=argv, prog_name="pixmill", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted: committed work is kept; rerun the same command to resume.", err=True)
+        sys.exit(130)
+    except PixmillError as exc:
+        if debug:
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001
+        if debug:
+            raise
+        click.echo(f"Error: {type(exc).__name__}: {exc} (set PIXMILL_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,58 @@
+"""``pixmill status RUN``: what each step did, and why rows failed."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from ..run_folder import RunFolder
+
+
+def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
+    """Per step: name, folder, complete, done, failed, rows, and failure reasons grouped by count."""
+    steps = []
+    for folder in RunFolder(run_dir).steps():
+        info = folder.info
+        state = folder.load_state(with_ids=False)
+        reasons: Counter[str] = Counter()
+        ids: dict[str, list[str]] = {}
+        for fail in state.failed.values():
+            reason = str(fail.get("reason", ""))[:300]
+            reasons[reason] += 1
+            ids.setdefault(reason, [])
+            if len(ids[reason]) < examples:
+                ids[reason].append(fail["id"])
+        step = {
+            "name": info.get("name", folder.name), "folder": folder.name, "complete": bool(info.get("complete")),
+            "done": state.done_count if info.get("name") != "input" else state.rows, "failed": len(state.failed),
+            "rows": state.rows, "seconds": info.get("seconds"),
+            "failures": [{"reason": r, "count": c, "example_ids": ids[r]} for r, c in reasons.most_common()],
+        }
+        if info.get("skipped_lines"):
+            step["skipped_lines"] = info["skipped_lines"]
+        steps.append(step)
+    return steps
+
+
+@click.command("status")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def command(run_dir: Path, as_json: bool) -> None:
+    """Show each step of a run: rows done, failed, and the failure reasons grouped."""
+    steps = run_status(run_dir)
+    if as_json:
+        click.echo(json.dumps(steps, indent=2))
+        return
+    click.echo(f"{'step':<26}{'state':<10}{'rows':>10}{'done':>10}{'failed':>8}")
+    for s in steps:
+        state = "complete" if s["complete"] else "partial"
+        click.echo(f"{s['folder']:<26}{state:<10}{s['rows']:>10,}{s['done']:>10,}{s['failed']:>8,}")
+        for f in s["failures"][:10]:
+            click.echo(f"    {f['count']:>6} x {f['reason']}  (e.g. {', '.join(f['example_ids'])})")
+        if len(s["failures"]) > 10:
+            click.echo(f"    ... and {len(s['failures']) - 10} other reasons (--json for all)")
+        if s.get("skipped_lines"):
+            click.echo(f"    {s['skipped_lines']} malformed input lines skipped (see {s['folder']}/skipped.jsonl)")
