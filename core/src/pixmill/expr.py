@@ -10,7 +10,9 @@ dotted field access (``scores.overall``, ``images.0``), and a few functions (``l
 from __future__ import annotations
 
 import ast
+import io
 import operator as _op
+import tokenize
 from typing import Any, Callable
 
 from .errors import ConfigError
@@ -39,10 +41,29 @@ _FUNCS: dict[str, Callable[..., Any]] = {
 _CONSTS = {"true": True, "false": False, "null": None, "none": None, "True": True, "False": False, "None": None}
 
 
+def _index_dots(source: str) -> str:
+    """Rewrite ``images.0`` (not Python: ``.0`` lexes as a float) to ``images[0]``, outside strings."""
+    text = " ".join(source.split())
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return text  # ast.parse reports the error
+    edits = []
+    for prev, tok in zip(tokens, tokens[1:]):
+        is_index = tok.type == tokenize.NUMBER and tok.string.startswith(".") and tok.string[1:].isdigit()
+        after_field = prev.type == tokenize.NAME or prev.string in (")", "]") or (
+            prev.type == tokenize.NUMBER and prev.string.startswith("."))
+        if is_index and after_field and tok.start == prev.end:
+            edits.append((tok.start[1], tok.end[1], f"[{tok.string[1:]}]"))
+    for start, end, new in reversed(edits):
+        text = text[:start] + new + text[end:]
+    return text
+
+
 def compile_expr(source: str) -> Predicate:
     """Compile an expression to a function of a row. Raises ConfigError naming the problem."""
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        tree = ast.parse(_index_dots(source), mode="eval")
         return _compile(tree.body)
     except SyntaxError as exc:
         raise ConfigError(f"filter expression {source!r} does not parse: {exc.msg} at column {exc.offset}",
@@ -86,6 +107,8 @@ def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node ty
         return lambda row: value
     path = _field_path(node)
     if path is not None:
+        if "__" in path:  # fields are dict keys, never attributes; refuse dunder names outright
+            raise _Unsupported(f"field {path!r} is not allowed")
         if "." not in path:
             return lambda row: row.get(path)
         return lambda row: get_field(row, path)
