@@ -278,3 +278,34 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path, work_site, step
         counts = Counter((kill_dir / log).read_text().split())
         assert len(counts) == 120
         assert sum(c - 1 for c in counts.values()) <= 10, counts.most_common(3)
+
+
+def test_a_shorter_pipeline_retires_the_steps_it_no_longer_has(tmp_path, work_site):
+    inp = rows_input(tmp_path, 5)
+    run_pipeline(spec(tmp_path, inp, StepSpec("work"), StepSpec("head", {"n": 2})))
+    results = run_pipeline(spec(tmp_path, inp, StepSpec("work")))
+    assert [r.cached for r in results] == [True, True]
+    visible = sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert visible == ["00-input", "01-work"]
+    assert [p.name[:7] for p in (tmp_path / "run" / ".stale").iterdir()] == ["02-head"]
+
+
+def test_status_follows_a_step_while_it_runs(tmp_path, work_site):
+    inp = rows_input(tmp_path, 200)
+    yaml_path = tmp_path / "p.yaml"
+    yaml_path.write_text(f"input: {inp}\nout: run\nsteps:\n  - work: {{sleep: 0.06}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pixmill", "run", "-q", str(yaml_path)],
+                            env={**os.environ, "PYTHONPATH": str(work_site)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        ledger = tmp_path / "run" / "01-work" / "ledger.jsonl"
+        deadline = time.time() + 60
+        while not (ledger.exists() and ledger.read_text().count("\n") >= 2) and time.time() < deadline:
+            time.sleep(0.01)
+        status = json.loads(run_cli("status", str(tmp_path / "run"), "--json",
+                                    env={"PYTHONPATH": str(work_site)}, check=True).stdout)
+        assert status[-1]["folder"] == "01-work" and status[-1]["complete"] is False
+        assert 20 <= status[-1]["done"] < 200
+    finally:
+        proc.kill()
+        proc.wait()

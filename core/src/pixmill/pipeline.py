@@ -187,5 +187,6 @@ def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[S
         runner.run_source(spec.input, skip_bad_lines=spec.skip_bad_lines, id_key=spec.id_key, reader=reader)
         for op in operators:
             runner.run_step(op)
+        runner.retire_later_steps()
         write_summary(spec.out, runner.results)
         return runner.results

@@ -201,23 +201,30 @@ class RunFolder:
         write_json(self.path / MANIFEST, manifest)
 
     def step_folder(self, index: int, name: str, key: str, store: Store) -> StepFolder:
-        """The folder of step ``index``: reused when its key matches, else the old one is moved to
-        ``.stale/`` (never deleted: it may hold work someone wants back) and a fresh one made."""
+        """The folder of step ``index``: reused when its key matches, else the old one is retired to
+        ``.stale/`` and a fresh one made."""
         folder = self.path / f"{index:02d}-{name}"
         existing = read_json(folder / STEP_INFO) if folder.exists() else None
         if folder.exists() and (existing is None or existing.get("key") != key):
-            old_key = (existing or {}).get("key", "unknown")[:8]
-            stale = self.path / ".stale" / f"{folder.name}-{old_key}-{int(time.time())}"
-            stale.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(folder), str(stale))
+            self.retire(folder)
         for other in self.path.glob(f"{index:02d}-*"):  # the same index under another operator name
             if other != folder and other.is_dir():
-                stale = self.path / ".stale" / f"{other.name}-{int(time.time())}"
-                stale.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(other), str(stale))
+                self.retire(other)
         folder.mkdir(parents=True, exist_ok=True)
         fsync_dir(self.path)
         return StepFolder(folder, store)
+
+    def retire(self, folder: Path) -> None:
+        """Move a step folder that no longer belongs to the pipeline to ``.stale/`` (kept, never
+        deleted: it may hold work someone wants back)."""
+        old_key = ((read_json(folder / STEP_INFO) or {}).get("key") or "unknown")[:8]
+        stale = self.path / ".stale" / f"{folder.name}-{old_key}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while stale.exists():
+            stale = stale.with_name(f"{stale.name}-{n}")
+            n += 1
+        shutil.move(str(folder), str(stale))
 
     def steps(self) -> list[StepFolder]:
         """The step folders of the pipeline the manifest describes, in order."""

@@ -254,7 +254,10 @@ class Runner:
         skip = state.done if retry or not state.failed else state.done | state.failed.keys()
         total = max(0, up_state.rows - len(skip)) if not cached else 0
         self.progress.step_started(folder.name, total=total, cached=cached)
+        entry = {"index": index, "folder": folder.name, "key": key, **op.describe()}
+        self._steps.append(entry)
         if not cached:
+            self._write_manifest()  # `pixmill status` can follow a long step while it runs
             ctx = StepContext(run_dir=self.run.path.resolve(), step_dir=folder.path.resolve(),
                               input_dir=self.input_dir, seed=self.seed, step_name=folder.name,
                               committed_rows=lambda: folder.iter_rows(state), committed_count=state.rows)
@@ -270,7 +273,6 @@ class Runner:
                             new_done=state.done_count - before_done,
                             new_failed=max(0, len(state.failed) - before_failed),
                             seconds=time.monotonic() - started, cached=cached)
-        self._steps.append({"index": index, "folder": folder.name, "key": key, **op.describe()})
         self._last = (folder, state, key)
         self.results.append(result)
         self._write_manifest()
@@ -338,6 +340,12 @@ class Runner:
     @property
     def last_folder(self) -> StepFolder | None:
         return self._last[0] if self._last else None
+
+    def retire_later_steps(self) -> None:
+        """Move step folders beyond the last step run (a pipeline that got shorter) to .stale/."""
+        for path in self.run.path.glob("[0-9][0-9]-*"):
+            if path.is_dir() and int(path.name[:2]) >= len(self._steps):
+                self.run.retire(path)
 
     def write_pipeline_yaml(self, text: str) -> None:
         path = self.run.path / "pipeline.yaml"
