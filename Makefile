@@ -9,7 +9,7 @@ STAMP := $(VENV)/.pixmill-installed
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -19,10 +19,15 @@ $(STAMP): core/pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -e core $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
+# Headless Chromium for the gallery's browser tests (Debian's package: no browser download).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || { echo "install Chromium for the browser tests: apt-get update && apt-get install -y chromium" >&2; exit 1; }
+
 demo: setup
 	$(BIN)/python example_data/demo.py
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -38,8 +38,12 @@ class Store:
         naming the file and line, unless ``on_bad_line`` is given (then it is called and skipped)."""
         raise NotImplementedError
 
-    def write_file(self, path: Path, rows: Iterable[dict]) -> int:
-        """Write a whole file from a stream of rows (export). Default: one part. Returns the count."""
+    def write_file(self, path: Path, rows: Iterable[dict], metadata: dict[str, str] | None = None) -> int:
+        """Write a whole file from a stream of rows (export). Default: one part. Returns the count.
+
+        ``metadata``: file-level key/value pairs for formats that have them (Parquet schema
+        metadata, e.g. the ``huggingface`` feature types); formats without them ignore it.
+        """
         rows = list(rows)
         self.write_part(path, rows)
         return len(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import string
 from typing import Any
 
@@ -72,33 +73,27 @@ class Template(Operator):
         except ValueError as exc:
             raise ConfigError(f"template {self.config['template']!r}: {exc}",
                               "balance the { } braces; write {{ for a literal {") from None
-        # Fast path: a template of plain field names without format specs is a join of literal
-        # text and field values; anything fancier goes through string.Formatter.
-        self._segments: list[tuple[str, str | None]] | None = [(lit, f) for lit, f, _, _ in parsed]
-        if not all((f is None or f.isidentifier()) and not spec and not conv for _, f, spec, conv in parsed):
-            self._segments = None
-
-    def _fast(self, row: dict) -> str | None:
-        out = []
-        for literal, field_name in self._segments or ():
-            out.append(literal)
-            if field_name is not None:
-                value = row.get(field_name)
-                kind = type(value)
-                if kind is str:
-                    out.append(value)
-                elif kind is int or kind is float:
-                    out.append(str(value))
-                else:
-                    return None  # missing, list, dict...: the general path decides
-        return "".join(out)
+        # Fast path: a template of plain field names without format specs is exactly str.format_map
+        # (C speed) whenever those fields hold strings or numbers; anything else (a conversations
+        # list, a missing field, a nested name) goes through string.Formatter.
+        names = [f for _, f, _, _ in parsed if f is not None]
+        simple = all(f.isidentifier() and not spec and not conv for _, f, spec, conv in parsed if f is not None)
+        self._getter = operator.itemgetter(*names) if simple and names else None
+        self._single = len(names) == 1
 
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         template, out_key, empty = self.config["template"], self.config["output_key"], self.config["missing"] == "empty"
-        fmt, fast, nested = self._fmt, self._segments is not None, "." in out_key
+        fmt, getter, single, nested = self._fmt, self._getter, self._single, "." in out_key
         outcomes: list[Outcome] = []
         for row in rows:
-            text = self._fast(row) if fast else None
+            text = None
+            if getter is not None:
+                try:
+                    values = getter(row)
+                    if (type(values) in _PLAIN) if single else _PLAIN.issuperset(map(type, values)):
+                        text = template.format_map(row)
+                except KeyError:
+                    pass
             if text is None:
                 try:
                     text = fmt.vformat(template, (), _RowView(row))
@@ -114,6 +109,9 @@ class Template(Operator):
                 row[out_key] = text
             outcomes.append(row)
         return outcomes
+
+
+_PLAIN = frozenset((str, int, float))
 
 
 class _EmptyView(_RowView):

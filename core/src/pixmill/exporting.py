@@ -1,0 +1,412 @@
+"""Export a run's result as a dataset folder that training code reads as it is.
+
+- ``hf``: Parquet shards ``data/train-00000-of-0000N.parquet`` whose image columns hold the
+  ``{"bytes", "path"}`` struct that Hugging Face ``datasets`` decodes as images (the feature types
+  go into the Parquet schema metadata under ``huggingface``), so ``load_dataset("parquet",
+  data_files=...)`` and ``load_dataset(DIR)`` give PIL images with no extra code.
+- ``jsonl`` / ``parquet``: one data file whose image paths point into ``images/`` beside it, the
+  files copied there, so the folder is portable.
+
+Every format gets a dataset card (``README.md``: columns, models, generation parameters, counts,
+score distribution) and ``export.json`` (what was exported, from where, when).
+The folder is built beside the target and swapped in at the end, so a failed export never leaves
+half a dataset, and re-exporting replaces a previous export in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from . import __version__
+from .errors import ConfigError, PixmillError
+from .gallery.run_view import RunView, image_paths
+from .plugins import get_registry
+
+log = logging.getLogger("pixmill.export")
+
+FORMATS = ("hf", "jsonl", "parquet")
+DEFAULT_MAX_SHARD_BYTES = 500 * 1000**2  # the size Hugging Face uses for its own shards
+EXPORT_INFO = "export.json"
+IMAGE_FEATURE = {"_type": "Image"}
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_dataset` wrote."""
+
+    path: Path
+    format: str
+    rows: int
+    files: list[Path]
+    images: int
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (row id, path) of images not found
+    image_columns: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class _Scan:
+    """One pass over the rows: count, key order, value types, scores (for the card)."""
+
+    rows: int = 0
+    keys: dict[str, None] = field(default_factory=dict)
+    types: dict[str, Counter] = field(default_factory=dict)
+    scores: list[float] = field(default_factory=list)
+    subscores: dict[str, list[float]] = field(default_factory=dict)
+    models: Counter = field(default_factory=Counter)
+
+    def feed(self, rows: Iterable[dict], view: RunView) -> Iterator[dict]:
+        for row in rows:
+            self.rows += 1
+            for key, value in row.items():
+                self.keys.setdefault(key)
+                self.types.setdefault(key, Counter())[_type_name(value)] += 1
+                _collect_models(key, value, self.models)
+            overall, subs, _ = view.scores_of(row)
+            if overall is not None:
+                self.scores.append(overall)
+            for k, v in subs.items():
+                self.subscores.setdefault(k, []).append(v)
+            yield row
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "int" if isinstance(value, int) else "float"
+    return {str: "string", dict: "struct", list: "list"}.get(type(value), type(value).__name__)
+
+
+def _collect_models(key: str, value: Any, models: Counter, depth: int = 0) -> None:
+    """Count ``model`` entries in provenance dicts (``image_meta``, ``scores.judge``...)."""
+    if depth > 2:
+        return
+    if isinstance(value, list):
+        for item in value[:16]:
+            _collect_models(key, item, models, depth + 1)
+    elif isinstance(value, dict):
+        if isinstance(value.get("model"), str):
+            models[(key, str(value.get("serving", "")), value["model"])] += 1
+        for k, v in value.items():
+            if isinstance(v, (dict, list)):
+                _collect_models(f"{key}.{k}", v, models, depth + 1)
+
+
+# -- entry point --------------------------------------------------------------------------------
+def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys: Iterable[str] = (),
+                   score_key: str = "scores", shard_rows: int | None = None,
+                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, split: str = "train") -> ExportResult:
+    """Export the last step's rows of the run in ``run_dir`` as a dataset folder ``to``."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    to = Path(to)
+    _check_target(to)
+    registry = get_registry()
+    store_name = "jsonl" if fmt == "jsonl" else "parquet"
+    if store_name not in registry.names("stores"):
+        raise ConfigError(f"export format {fmt} writes Parquet, and no installed plugin provides a parquet store",
+                          "pip install pixmill-parquet")
+    store = registry.get_store(store_name)()
+    view = RunView(run_dir, image_keys=image_keys, score_key=score_key)
+    scan = _Scan()
+    columns = view.detect_image_columns(scan.feed(view.output_rows(), view))
+    if scan.rows == 0:
+        raise PixmillError(f"run {view.run_dir}: its last step ({view.last.name}) has no rows to export",
+                           "check `pixmill status RUN`: rows may all have failed or been filtered out")
+    stage = to.with_name(f".{to.name}.{os.getpid()}.tmp")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        images = _ImageFiles(view, stage)
+        rows = (images.rewrite(row, columns, scan.keys, embed=fmt == "hf") for row in view.output_rows())
+        if fmt == "hf":
+            files = _write_shards(store, stage / "data", split, rows, columns, shard_rows, max_shard_bytes)
+        else:
+            files = [stage / f"{split}{store.suffix}"]
+            store.write_file(files[0], rows)
+        data_glob = "data/*.parquet" if fmt == "hf" else files[0].name
+        (stage / "README.md").write_text(
+            dataset_card(view, scan, columns, fmt=fmt, split=split, data_glob=data_glob,
+                         images=images.count, missing=len(images.missing)), encoding="utf-8")
+        if (view.run_dir / "pipeline.yaml").is_file():
+            shutil.copyfile(view.run_dir / "pipeline.yaml", stage / "pipeline.yaml")
+        info = {"pixmill": __version__, "format": fmt, "run": str(view.run_dir.resolve()), "rows": scan.rows,
+                "images": images.count, "missing_images": len(images.missing), "image_columns": columns,
+                "files": [f.relative_to(stage).as_posix() for f in files],
+                "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (stage / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        _swap_in(stage, to)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    for rid, path in images.missing[:20]:
+        log.warning("row %s: image %s not found; exported as null", rid, path)
+    return ExportResult(to, fmt, scan.rows, [to / f.relative_to(stage) for f in files], images.count,
+                        images.missing, columns)
+
+
+def _check_target(to: Path) -> None:
+    """The target must be new, empty, or a previous export (which is replaced)."""
+    if to.exists() and not to.is_dir():
+        raise ConfigError(f"cannot export to {to}: it is a file",
+                          "pass a folder to --to (or a .jsonl/.parquet file without --format)")
+    if to.is_dir() and any(to.iterdir()) and not (to / EXPORT_INFO).is_file():
+        raise ConfigError(f"cannot export to {to}: the folder is not empty and holds no previous export",
+                          "choose a new or empty folder")
+
+
+def _swap_in(stage: Path, to: Path) -> None:
+    old = None
+    if to.exists():
+        old = to.with_name(f".{to.name}.{os.getpid()}.old")
+        os.replace(to, old)
+    os.replace(stage, to)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# -- images ---------------------------------------------------------------------------------------
+class _ImageFiles:
+    """Turns a row's image values into exported ones: paths into ``images/`` (copying each file
+    once) or, for ``hf``, ``{"bytes", "path"}`` structs. Missing files become null."""
+
+    def __init__(self, view: RunView, stage: Path):
+        self.view = view
+        self.stage = stage
+        self.copied: dict[Path, str] = {}
+        self.count = 0
+        self.missing: list[tuple[str, str]] = []
+
+    def rewrite(self, row: dict, columns: dict[str, bool], keys: dict[str, None], embed: bool) -> dict:
+        # Every row gets every key (None where missing): Parquet then needs no hidden "absent"
+        # column, which training code would see as a stray column.
+        out = {k: row.get(k) for k in keys}
+        for key, is_list in columns.items():
+            value = out.get(key)
+            paths = image_paths(value)
+            if paths is None or not paths:
+                out[key] = [] if is_list and embed else (value if not embed else None)
+                continue
+            converted = [self._one(row, p, embed) for p in paths]
+            out[key] = converted if is_list or isinstance(value, list) else converted[0]
+        return out
+
+    def _one(self, row: dict, path: str, embed: bool) -> Any:
+        found = self.view.resolver.resolve(path)
+        if found is None:
+            self.missing.append((str(row.get("id")), path))
+            return None
+        self.count += 1
+        if embed:
+            return {"bytes": found.read_bytes(), "path": found.name}
+        if found not in self.copied:
+            rel = self._dest(found)
+            dest = self.stage / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, dest)
+            self.copied[found] = rel
+        return self.copied[found]
+
+    def _dest(self, found: Path) -> str:
+        """``images/<run-relative path>`` for generated files, ``images/input/<path>`` for input
+        files: readable, and unique because the sources are."""
+        resolver = self.view.resolver
+        for base, prefix in ((resolver.run_dir, "images/"), (resolver.input_dir, "images/input/")):
+            try:
+                return prefix + found.relative_to(base).as_posix()
+            except ValueError:
+                continue
+        import hashlib
+
+        return f"images/other/{hashlib.sha1(str(found).encode()).hexdigest()[:12]}-{found.name}"
+
+
+# -- Hugging Face shards ------------------------------------------------------------------------
+def hf_features(columns: dict[str, bool]) -> dict[str, Any]:
+    """The ``datasets`` feature types of the image columns (other columns are inferred from Arrow).
+    Lists say ``Sequence``: every ``datasets`` version reads it (4.x and later as ``List``)."""
+    return {k: {"_type": "Sequence", "feature": IMAGE_FEATURE} if is_list else IMAGE_FEATURE
+            for k, is_list in columns.items()}
+
+
+def _row_bytes(row: dict) -> int:
+    size = 512  # the non-image fields, roughly
+    for value in row.values():
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("bytes"), bytes):
+                size += len(item["bytes"])
+    return size
+
+
+def _write_shards(store: Any, folder: Path, split: str, rows: Iterator[dict], columns: dict[str, bool],
+                  shard_rows: int | None, max_bytes: int) -> list[Path]:
+    """Write ``rows`` as shards of at most ``shard_rows`` rows and about ``max_bytes`` each, named
+    ``<split>-00000-of-0000N.parquet`` (N is known only at the end: shards are renamed then)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    metadata = {"huggingface": json.dumps({"info": {"features": hf_features(columns)}})}
+    rows = iter(rows)
+    written: list[Path] = []
+    while (first := next(rows, None)) is not None:
+        def shard(first: dict = first) -> Iterator[dict]:
+            n, size = 1, _row_bytes(first)
+            yield first
+            while (shard_rows is None or n < shard_rows) and size < max_bytes:
+                row = next(rows, None)
+                if row is None:
+                    return
+                n, size = n + 1, size + _row_bytes(row)
+                yield row
+
+        path = folder / f".shard-{len(written):05d}.parquet"
+        store.write_file(path, shard(), metadata=metadata)
+        written.append(path)
+    final = []
+    for i, path in enumerate(written):
+        target = folder / f"{split}-{i:05d}-of-{len(written):05d}.parquet"
+        os.replace(path, target)
+        final.append(target)
+    return final
+
+
+# -- dataset card -------------------------------------------------------------------------------
+def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: str, split: str, data_glob: str,
+                 images: int, missing: int) -> str:
+    """README.md for the exported folder: the Hub's YAML header, then what a user needs to judge
+    and reproduce the dataset."""
+    import yaml
+
+    name = view.run_dir.resolve().name
+    header = {"configs": [{"config_name": "default", "data_files": [{"split": split, "path": data_glob}]}],
+              "tags": ["pixmill", "synthetic"], "size_categories": [_size_category(scan.rows)]}
+    if columns:
+        has_input = any(not g for g in _generated_columns(view, columns).values())
+        header["task_categories"] = ["image-to-image" if has_input else "text-to-image"]
+    out = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "", f"# {name}", "",
+           f"Synthetic image dataset made with pixmill {view.manifest.get('pixmill', __version__)}"
+           f"{' on ' + str(view.manifest['created']) if view.manifest.get('created') else ''}: "
+           f"{scan.rows:,} rows, {images:,} images" + (f" ({missing:,} image files were missing and are null)"
+                                                       if missing else "") + ".", "", "## Loading", "", "```python",
+           "from datasets import load_dataset", ""]
+    if fmt == "hf":
+        out += [f'ds = load_dataset("parquet", data_files="{data_glob}")["{split}"]  # or load_dataset("path/to/this/folder")']
+        if columns:
+            out += [f'ds[0]["{next(iter(columns))}"]  # a PIL image']
+    else:
+        kind = "json" if fmt == "jsonl" else "parquet"
+        out += [f'ds = load_dataset("{kind}", data_files="{data_glob}")["{split}"]',
+                "# image fields hold paths relative to this folder"]
+    out += ["```", "", "## Columns", "", "| column | type | values |", "| --- | --- | --- |"]
+    for key in scan.keys:
+        out.append(f"| `{key}` | {_column_type(key, scan, columns, fmt)} | {_column_note(key, scan)} |")
+    out += ["", "## Models", ""]
+    models = _step_models(view)
+    if models:
+        out += ["| step | serving | model |", "| --- | --- | --- |"] + [f"| {s} | {sv} | {m} |" for s, sv, m in models]
+    if scan.models:
+        out += [""] * bool(models) + ["Recorded in the rows' provenance:", "", "| field | serving | model | rows |",
+                                      "| --- | --- | --- | --- |"]
+        out += [f"| `{k}` | {sv} | {m} | {n:,} |" for (k, sv, m), n in scan.models.most_common()]
+    if not models and not scan.models:
+        out.append("No model steps (a model-free pipeline).")
+    out += ["", "## Generation parameters", "", "The pipeline, step by step (`pipeline.yaml` in this folder reruns it"
+            " with `pixmill run pipeline.yaml`):", "", "```yaml",
+            yaml.safe_dump([_step_params(s) for s in view.manifest.get("steps", [])], sort_keys=False,
+                           allow_unicode=True).rstrip(), "```", "", f"Run seed: {view.manifest.get('seed', 0)}.", "",
+            "## Counts", "", "| step | done | failed | filtered out | output rows | seconds |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for s in view.step_summaries():
+        out.append(f"| {s.folder} | {s.done:,} | {s.failed:,} | {s.filtered:,} | {s.rows:,} | "
+                   f"{'' if s.seconds is None else f'{s.seconds:.1f}'} |")
+    out += ["", f"Exported: {scan.rows:,} rows (the last step's output).", "", "## Score distribution", ""]
+    out += _score_section(scan, view.score_key)
+    return "\n".join(out) + "\n"
+
+
+def _size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "n>1M"
+
+
+def _generated_columns(view: RunView, columns: dict[str, bool]) -> dict[str, bool]:
+    """Per image column: whether its first image was made by the run (else it came with the input)."""
+    found: dict[str, bool] = {}
+    for row in view.output_rows():
+        for key in columns:
+            if key in found:
+                continue
+            for p in image_paths(row.get(key)) or ():
+                path = view.resolver.resolve(p)
+                if path is not None:
+                    found[key] = view.resolver.is_generated(path)
+                    break
+        if len(found) == len(columns):
+            break
+    return found
+
+
+def _column_type(key: str, scan: _Scan, columns: dict[str, bool], fmt: str) -> str:
+    if key in columns:
+        if fmt == "hf":
+            return "list of images" if columns[key] else "image"
+        return "list of image paths" if columns[key] else "image path"
+    kinds = [k for k in scan.types.get(key, Counter()) if k != "null"]
+    return " or ".join(sorted(kinds)) or "null"
+
+
+def _column_note(key: str, scan: _Scan) -> str:
+    types = scan.types.get(key, Counter())
+    nulls = types.get("null", 0)
+    return f"{scan.rows - nulls:,} set" + (f", {nulls:,} null" if nulls else "")
+
+
+def _step_models(view: RunView) -> list[tuple[str, str, str]]:
+    out = []
+    for step in view.manifest.get("steps", []):
+        serving = step.get("serving")
+        if isinstance(serving, dict):
+            opts = serving.get("options") or {}
+            out.append((step.get("folder", ""), str(serving.get("serving", "")), str(opts.get("model") or "")))
+    return out
+
+
+def _step_params(step: dict) -> dict[str, Any]:
+    params: dict[str, Any] = {"step": step.get("folder"), "operator": step.get("operator")}
+    if step.get("operator") == "input":
+        params["source"] = {k: v for k, v in (step.get("source") or {}).items() if k != "sha256"}
+        return params
+    params["options"] = {k: v for k, v in (step.get("options") or {}).items() if v is not None}
+    serving = step.get("serving")
+    if isinstance(serving, dict):
+        params["serving"] = {"name": serving.get("serving"),
+                             **{k: v for k, v in (serving.get("options") or {}).items() if v is not None}}
+    return params
+
+
+def _score_section(scan: _Scan, score_key: str) -> list[str]:
+    if not scan.scores:
+        return [f"No scores (no `{score_key}.overall` field in the rows)."]
+    s = sorted(scan.scores)
+    n = len(s)
+    median = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    out = [f"`{score_key}.overall` over {n:,} rows: mean {sum(s) / n:.2f}, median {median:.2f}, "
+           f"min {s[0]:.2f}, max {s[-1]:.2f}.", "", "| score | rows | |", "| --- | ---: | --- |"]
+    bins = Counter(min(9, max(0, int(v))) for v in s)
+    top = max(bins.values())
+    for b in range(10):
+        out.append(f"| {b}–{b + 1} | {bins.get(b, 0):,} | {'█' * round(20 * bins.get(b, 0) / top)} |")
+    if scan.subscores:
+        out += ["", "Sub-score means: " + ", ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in scan.subscores.items()) + "."]
+    return out

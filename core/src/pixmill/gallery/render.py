@@ -1,0 +1,162 @@
+"""``write_gallery``: one self-contained HTML page showing every row of a run.
+
+The page is the template next to this module with the rows embedded as JSON; thumbnails are
+JPEG files in ``<name>_files/`` beside the HTML (linked relatively, so the page opens from disk
+and travels in a zip with the run) or ``data:`` URIs with ``embed``. Full-size images are
+relative links to the originals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..rows import ID_KEY
+from ..store import atomic_replace, temp_path
+from .run_view import FAILED, FILTERED, META_SUFFIX, OK, RunView, ViewRow, image_paths, relpath
+from .thumbs import Thumbnailer, ThumbStats
+
+log = logging.getLogger("pixmill.gallery")
+
+DATA_MARK = "__PIXMILL_GALLERY_DATA__"
+FIELD_CHARS = 400  # other fields are shown truncated: the page is for looking, the run has the rest
+
+
+@dataclass
+class GalleryResult:
+    """What :func:`write_gallery` wrote."""
+
+    path: Path
+    rows: int
+    counts: dict[str, int]
+    thumbs: ThumbStats
+    seconds: float
+    image_columns: dict[str, bool] = field(default_factory=dict)
+
+
+def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: bool = False,
+                  page_size: int = 100, thumb_size: int = 256, workers: int | None = None,
+                  image_keys: Iterable[str] = (), prompt_key: str | None = None, score_key: str = "scores",
+                  title: str | None = None) -> GalleryResult:
+    """Write the gallery of the run in ``run_dir`` to ``out`` (default ``RUN/gallery.html``)."""
+    started = time.monotonic()
+    view = RunView(run_dir, image_keys=image_keys, prompt_key=prompt_key, score_key=score_key)
+    out = Path(out) if out is not None else view.run_dir / "gallery.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    html_dir = out.parent.resolve()
+    filtered: dict[str, int] = {}
+    rows = list(view.iter_all(filtered))
+    columns = view.detect_image_columns(r.row for r in rows)
+
+    sources: list[Path] = []
+    for r in rows:
+        for key in columns:
+            for p in image_paths(r.row.get(key)) or ():
+                found = view.resolver.resolve(p)
+                if found is not None:
+                    sources.append(found)
+    files_dir = out.with_name(out.stem + "_files")
+    thumbnailer = Thumbnailer(None if embed else files_dir, size=thumb_size, workers=workers, embed=embed)
+    thumbs = thumbnailer.make_all(sources)
+    thumb_prefix = "" if embed else relpath(files_dir.resolve(), html_dir) + "/"
+
+    def thumb_url(source: Path) -> str | None:
+        value = thumbs.get(source)
+        return None if value is None else (value if embed else thumb_prefix + value)
+
+    records = [_record(view, r, columns, html_dir, thumb_url) for r in rows]
+    counts = Counter(r.status for r in rows)
+    page = {
+        "title": title or f"pixmill run {view.run_dir.resolve().name}",
+        "run": str(view.run_dir),
+        "created": view.manifest.get("created"),
+        "pixmill": view.manifest.get("pixmill"),
+        "page_size": page_size,
+        "score_key": score_key,
+        "image_columns": columns,
+        "steps": [s.as_dict() for s in view.step_summaries(filtered)],
+        "counts": {OK: counts[OK], FAILED: counts[FAILED], FILTERED: counts[FILTERED]},
+        "rows": records,
+    }
+    html = _template().replace(DATA_MARK, _script_json(page), 1)
+    tmp = temp_path(out)
+    tmp.write_text(html, encoding="utf-8")
+    atomic_replace(tmp, out)
+    seconds = time.monotonic() - started
+    log.info("gallery of %d rows written to %s in %.2fs", len(rows), out, seconds)
+    return GalleryResult(out, len(rows), dict(page["counts"]), thumbnailer.stats, seconds, columns)
+
+
+def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path, thumb_url) -> dict[str, Any]:
+    """One row as the page's JS reads it (short keys: thousands of these are embedded)."""
+    row = r.row
+    prompt_key, prompt = view.prompt_of(row)
+    overall, subs, rationale = view.scores_of(row)
+    groups = []
+    for key in columns:
+        paths = image_paths(row.get(key)) or []
+        if not paths:
+            continue
+        metas = row.get(key + META_SUFFIX)
+        metas = metas if isinstance(metas, list) else [metas] * len(paths)
+        images = []
+        generated = False
+        for i, p in enumerate(paths):
+            found = view.resolver.resolve(p)
+            meta = metas[i] if i < len(metas) and isinstance(metas[i], dict) else None
+            if found is None:
+                images.append({"t": None, "f": p, "miss": True})
+                continue
+            generated = generated or view.resolver.is_generated(found)
+            images.append({"t": thumb_url(found), "f": relpath(found, html_dir), "c": _caption(meta),
+                            "m": _meta_text(meta)})
+        groups.append({"k": key, "gen": generated, "i": images})
+    groups.sort(key=lambda g: g["gen"])  # sources first, then what the run made: side by side
+    skip = {ID_KEY, view.score_key, prompt_key, *columns, *(k + META_SUFFIX for k in columns)}
+    extra = {k: _short(v) for k, v in row.items() if k not in skip}
+    rec: dict[str, Any] = {"id": str(row.get(ID_KEY, "")), "st": r.status, "step": r.step, "p": prompt,
+                           "pk": prompt_key, "g": groups, "s": overall}
+    if r.reason:
+        rec["why"] = r.reason
+    if subs:
+        rec["sc"] = subs
+    if rationale:
+        rec["ra"] = rationale
+    if extra:
+        rec["x"] = extra
+    return rec
+
+
+def _caption(meta: dict | None) -> str:
+    if not meta:
+        return ""
+    parts = [str(meta[k]) for k in ("model",) if meta.get(k)]
+    parts += [f"{k} {meta[k]}" for k in ("seed", "steps", "guidance") if meta.get(k) is not None]
+    return " · ".join(parts)
+
+
+def _meta_text(meta: dict | None) -> str:
+    if not meta:
+        return ""
+    return "\n".join(f"{k}: {_short(v)}" for k, v in meta.items())
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= FIELD_CHARS else text[:FIELD_CHARS] + "…"
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside ``<script>``: no ``</script>`` or ``<!--`` can end or confuse the block."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _template() -> str:
+    return resources.files("pixmill.gallery").joinpath("template.html").read_text(encoding="utf-8")
