@@ -6,10 +6,12 @@ through :class:`Runner`.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import compress, islice
 from operator import itemgetter
@@ -105,6 +107,24 @@ def _collect(batch: list[dict], outcomes: list, rows: list[dict], done: list[str
             failed.append({"id": rid, "reason": reason, "row": row})
             n_failed += 1
     return n_failed
+
+
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Collect garbage less often while a step streams rows.
+
+    Millions of short-lived row dicts trigger a full collection every few thousand allocations,
+    and each one walks every live object: profiling showed half of a fast step's time there. Rows
+    form no reference cycles, so freezing what exists and collecting rarely loses nothing.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def _stat(path: Path | None) -> list | None:
@@ -211,9 +231,10 @@ class Runner:
                 (folder.path / "ledger.jsonl").unlink(missing_ok=True)
                 state = StepState()
             rows = self._source_rows(input_path, reader, id_key, skip_bad_lines, folder)
-            for chunk in chunked(rows, SOURCE_COMMIT_ROWS):
-                folder.commit(state, chunk, [], [])
-                self.progress.advanced(len(chunk), 0)
+            with relaxed_gc():
+                for chunk in chunked(rows, SOURCE_COMMIT_ROWS):
+                    folder.commit(state, chunk, [], [])
+                    self.progress.advanced(len(chunk), 0)
             skipped = self._skipped
             folder.write_info({"name": "input", "index": 0, "key": key, "source": identity, "complete": True,
                                "input_stat": _stat(input_path),
@@ -341,17 +362,18 @@ class Runner:
                 folder.commit(state, rows, done, failed)
             rows, done, failed, last = [], [], [], time.monotonic()
 
-        try:
-            for batch, outcomes in self.executor.map(StepTask(op, ctx), batches):
-                n_failed = _collect(batch, outcomes, rows, done, failed)
-                self.progress.advanced(len(batch) - n_failed, n_failed)
-                now = time.monotonic()
-                slow = now - last_result >= SLOW_BATCH_SECONDS
-                last_result = now
-                if always or slow or len(rows) >= SOURCE_COMMIT_ROWS or now - last >= FAST_COMMIT_SECONDS:
-                    flush()
-        finally:
-            flush()  # on success, error or Ctrl-C: keep every finished batch
+        with relaxed_gc():
+            try:
+                for batch, outcomes in self.executor.map(StepTask(op, ctx), batches):
+                    n_failed = _collect(batch, outcomes, rows, done, failed)
+                    self.progress.advanced(len(batch) - n_failed, n_failed)
+                    now = time.monotonic()
+                    slow = now - last_result >= SLOW_BATCH_SECONDS
+                    last_result = now
+                    if always or slow or len(rows) >= SOURCE_COMMIT_ROWS or now - last >= FAST_COMMIT_SECONDS:
+                        flush()
+            finally:
+                flush()  # on success, error or Ctrl-C: keep every finished batch
 
     # -- reading --------------------------------------------------------------------------------
     def last_rows(self) -> Iterator[dict]:

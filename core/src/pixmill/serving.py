@@ -130,6 +130,21 @@ class Serving:
         Called once in the main process; must not load weights. Default: nothing.
         """
 
+    def devices(self) -> list[str]:
+        """The devices to run one replica each on (``"cuda:0"``, ``"cpu"``...).
+
+        More than one makes the local executor start one worker process per device, each loading
+        its own replica and pulling batches from a shared queue. Default: none (run in-process).
+        """
+        return []
+
+    def use_device(self, device: str) -> None:
+        """Called in a worker process before :meth:`load`: this replica runs on ``device``.
+
+        The worker has already restricted ``CUDA_VISIBLE_DEVICES`` to its GPU, so a CUDA device
+        arrives as ``"cuda:0"``. Default: nothing.
+        """
+
     def load(self) -> None:
         """Bring up weights or clients. Called once per worker before the first batch."""
 

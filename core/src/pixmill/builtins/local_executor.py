@@ -12,7 +12,9 @@ from ..options import Option
 
 class LocalExecutor(Executor):
     """Runs batches in this process. Up to ``workers`` batches are in flight at once (threads);
-    by default the operator's ``parallel_batches`` (1 for local models, more for HTTP servings)."""
+    by default the operator's ``parallel_batches`` (1 for local models, more for HTTP servings).
+    A serving that reports several devices (GPUs) runs in one worker process per device instead
+    (see :mod:`pixmill.builtins.process_pool`)."""
 
     name = "local"
     description = "in-process, bounded concurrency (threads)"
@@ -22,6 +24,13 @@ class LocalExecutor(Executor):
         op, ctx = task.operator, task.ctx
         workers = 1 if op.stateful else int(self.config.get("workers") or op.parallel_batches)
         serving = op.serving
+        devices = serving.devices() if serving is not None and not op.stateful else []
+        if len(devices) > 1:
+            # One worker process per device (GPU), each with its own replica of the serving.
+            from .process_pool import map_on_devices
+
+            yield from map_on_devices(task, batches, devices)
+            return
         if serving is not None:
             serving.load()
         try:

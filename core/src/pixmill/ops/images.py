@@ -1,0 +1,258 @@
+"""Image operators: ``generate-images`` (text-to-image) and ``edit-images`` (image editing).
+
+Both work with any serving of the matching capability (local diffusers pipelines, HTTP APIs). They
+turn rows into requests, call the serving once per batch, and write every image the serving returns
+as a file in the step's folder, named from the row id and the image index (never from the prompt).
+
+Output shape, the same for both operators:
+
+- ``<output_key>``: the run-relative path of the image, or a list of paths when the row asked for
+  several images (``--images-per-prompt`` above 1, or a prompt field holding several prompts).
+  Lists are ordered prompt by prompt, then image by image.
+- ``<output_key>_meta``: the provenance of each image, mirroring the shape of ``<output_key>`` (a
+  dict, or a list of dicts): the serving's record (serving, model, revision, seed, width, height,
+  steps, guidance, dtype, the exact prompt sent, whether it was truncated...) plus ``index``.
+
+A prompt field may hold one prompt (a string, or a DataFlow-MM ``conversations`` list with one user
+turn) or several (a list of strings, or several user turns): each prompt gets its own images, so a
+row can make the per-subject condition images that a later multi-image edit composes. A row without
+the default ``prompt`` field but with a DataFlow-MM ``conversations`` list uses the conversation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..context import StepContext
+from ..operator import Failed, Operator, Outcome
+from ..options import Option
+from ..rows import ID_KEY, get_field, image_list, prompt_texts
+from ..serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest
+
+META_SUFFIX = "_meta"
+
+
+def _prompts(row: dict, key: str) -> tuple[list[str], bool]:
+    """The prompts of a row's field, and whether the field holds a list of prompts."""
+    value = get_field(row, key)
+    if value is None and key == "prompt" and "conversations" in row:
+        value = row["conversations"]  # a DataFlow-MM row: its conversation is the prompt
+    if value is None:
+        raise ValueError(f"field {key!r} is missing (set --input-key to the field that holds the prompt)")
+    prompts = prompt_texts(value)
+    is_list = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if not prompts:
+        raise ValueError(f"field {key!r} holds no prompt")
+    for i, text in enumerate(prompts):
+        if not text.strip():
+            where = f"{key!r}" if len(prompts) == 1 else f"{key!r} (prompt {i})"
+            raise ValueError(f"empty prompt in field {where}")
+    return prompts, is_list or len(prompts) > 1
+
+
+def save_image(image: GeneratedImage, path: Path) -> None:
+    """Write one image: a PIL image as PNG, encoded ``data`` bytes as they are.
+
+    Written to a temporary name and renamed, so a killed run never leaves a half-written file
+    under a name that a row could point to.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if image.data is not None:
+        tmp.write_bytes(image.data)
+    elif image.image is not None:
+        image.image.save(tmp, format="PNG")
+    else:
+        raise ValueError("the serving returned an image with neither pixels nor data")
+    os.replace(tmp, path)
+
+
+class _ImageOperator(Operator):
+    """What generate-images and edit-images share: seeds, saving, the output shape."""
+
+    default_batch_size = 1
+
+    @property
+    def images_per_prompt(self) -> int:
+        n = self.config.get("images_per_prompt")
+        if n is None and self.serving is not None:
+            n = self.serving.config.get("num_images_per_prompt")
+        return max(1, int(n or 1))
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per batch: ``--batch-size``, else what fills the serving's ``batch_size`` (images
+        per model call), else one row."""
+        if self.config.get("batch_size"):
+            return int(self.config["batch_size"])
+        per_call = self.serving.config.get("batch_size") if self.serving is not None else None
+        if per_call:
+            return max(1, int(per_call) // self.images_per_prompt)
+        return self.default_batch_size
+
+    def _finish(self, rows: list[dict], plans: list[Any], results: list[Any], ctx: StepContext) -> list[Outcome]:
+        """Save the images of each row and build its output row (or its failure)."""
+        out_key = self.config["output_key"]
+        outcomes: list[Outcome] = []
+        cursor = 0
+        for row, plan in zip(rows, plans, strict=True):
+            if isinstance(plan, Failed):
+                outcomes.append(plan)
+                continue
+            n_requests, as_list = plan
+            row_results = results[cursor:cursor + n_requests]
+            cursor += n_requests
+            error = next((r for r in row_results if isinstance(r, Exception)), None)
+            if error is not None:
+                outcomes.append(Failed(_reason(error)))
+                continue
+            images = [img for imgs in row_results for img in imgs]
+            expected = n_requests * self.images_per_prompt
+            if len(images) != expected:
+                outcomes.append(Failed(f"the serving returned {len(images)} images, expected {expected}"))
+                continue
+            paths, metas = [], []
+            for index, image in enumerate(images):
+                absolute, relative = ctx.image_path(str(row[ID_KEY]), index, image.suffix or ".png")
+                save_image(image, absolute)
+                paths.append(relative)
+                metas.append({**image.params, "index": index})
+            many = as_list or len(paths) > 1
+            outcomes.append({**row, out_key: paths if many else paths[0],
+                             out_key + META_SUFFIX: metas if many else metas[0]})
+        return outcomes
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text if text else type(exc).__name__
+
+
+class GenerateImages(_ImageOperator):
+    """Text-to-image: one or more images per prompt, with a per-image seed.
+
+    The prompt field holds a string, a list of prompts, or a DataFlow-MM ``conversations`` list.
+    Each image's seed derives from the run seed, the row id and the image index, so the same
+    inputs give the same pixels and different rows never share noise. See the module docstring
+    for the output shape.
+    """
+
+    name = "generate-images"
+    description = "text-to-image with any text-to-image serving; writes PNGs into the run folder"
+    capability = TEXT_TO_IMAGE
+    options = (
+        Option("input_key", str, "prompt", "field holding the prompt: a string, a list of prompts, "
+               "or a DataFlow-MM conversations list"),
+        Option("output_key", str, "image", "field to write the image path (or list of paths) to; "
+               "provenance goes to <output_key>_meta"),
+        Option("images_per_prompt", int, None, "images per prompt, each with its own seed "
+               "(default: the serving's num_images_per_prompt, else 1)"),
+        Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
+    )
+
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        n = self.images_per_prompt
+        requests: list[ImageRequest] = []
+        plans: list[Any] = []
+        for row in rows:
+            try:
+                prompts, as_list = _prompts(row, self.config["input_key"])
+            except ValueError as exc:
+                plans.append(Failed(str(exc)))
+                continue
+            negative = get_field(row, self.config["negative_key"]) if self.config["negative_key"] else None
+            rid = str(row[ID_KEY])
+            for p, prompt in enumerate(prompts):
+                seeds = [ctx.seed_for(rid, p * n + k) for k in range(n)]
+                requests.append(ImageRequest(prompt=prompt, seeds=seeds,
+                                             negative_prompt=str(negative) if negative else None))
+            plans.append((len(prompts), as_list))
+        results = self.serving.generate(requests) if requests else []
+        return self._finish(rows, plans, results, ctx)
+
+
+class EditImages(_ImageOperator):
+    """Image editing: apply an instruction to a row's reference image(s).
+
+    The image field holds one path or a list of paths (several reference images go to the serving
+    in order; how they are used is the serving's business). An optional mask field serves
+    inpainting. An instruction field holding several instructions applies each to the same
+    images, giving a list of edited images. Missing or unreadable images fail the row with the
+    file named. See the module docstring for the output shape.
+    """
+
+    name = "edit-images"
+    description = "edit images with any image-edit serving; writes PNGs into the run folder"
+    capability = IMAGE_EDIT
+    options = (
+        Option("input_key", str, "instruction", "field holding the edit instruction (string, list, or "
+               "DataFlow-MM conversations)"),
+        Option("image_key", str, "images", "field holding the reference image path, or a list of paths"),
+        Option("mask_key", str, None, "field holding a mask image path for inpainting (white = repaint); "
+               "rows without one are edited without a mask"),
+        Option("output_key", str, "edited_image", "field to write the edited image path (or list) to; "
+               "provenance goes to <output_key>_meta"),
+        Option("images_per_prompt", int, None, "edited images per instruction, each with its own seed "
+               "(default: the serving's num_images_per_prompt, else 1)"),
+        Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
+    )
+
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        n = self.images_per_prompt
+        requests: list[EditRequest] = []
+        plans: list[Any] = []
+        for row in rows:
+            try:
+                prompts, as_list = _prompts(row, self.config["input_key"])
+                images = self._load_images(row, ctx)
+                mask = self._load_mask(row, ctx)
+            except ValueError as exc:
+                plans.append(Failed(str(exc)))
+                continue
+            negative = get_field(row, self.config["negative_key"]) if self.config["negative_key"] else None
+            rid = str(row[ID_KEY])
+            for p, prompt in enumerate(prompts):
+                seeds = [ctx.seed_for(rid, p * n + k) for k in range(n)]
+                requests.append(EditRequest(prompt=prompt, images=images, seeds=seeds, mask=mask,
+                                            negative_prompt=str(negative) if negative else None))
+            plans.append((len(prompts), as_list))
+        results = self.serving.edit(requests) if requests else []
+        return self._finish(rows, plans, results, ctx)
+
+    def _load_images(self, row: dict, ctx: StepContext) -> list[Any]:
+        key = self.config["image_key"]
+        paths = image_list(get_field(row, key))
+        if not paths:
+            raise ValueError(f"field {key!r} holds no image (set --image-key to the field with the input image)")
+        return [open_image(ctx, p, key, "RGB") for p in paths]
+
+    def _load_mask(self, row: dict, ctx: StepContext) -> Any:
+        key = self.config["mask_key"]
+        if not key:
+            return None
+        paths = image_list(get_field(row, key))
+        if not paths:
+            return None  # this row edits without a mask (image-to-image)
+        if len(paths) > 1:
+            raise ValueError(f"field {key!r} must hold one mask image path, found {len(paths)}")
+        return open_image(ctx, paths[0], key, "L")
+
+
+def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
+    """Open an image named in a row, fully read, or raise ValueError naming the file and field."""
+    from PIL import Image, UnidentifiedImageError
+
+    resolved = ctx.resolve(path)
+    if not resolved.is_file():
+        raise ValueError(f"image {path!r} in field {key!r} not found (looked for {resolved})")
+    try:
+        with Image.open(resolved) as img:
+            img.load()
+            return img.convert(mode)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValueError(f"image {path!r} in field {key!r} cannot be read: {exc}") from None
+
+
+IMAGE_OPERATORS = [GenerateImages, EditImages]

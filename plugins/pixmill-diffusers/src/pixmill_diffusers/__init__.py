@@ -1,0 +1,34 @@
+"""pixmill-diffusers: local diffusion servings for pixmill.
+
+- ``flux``: FLUX.1 text-to-image (FluxPipeline)
+- ``flux-kontext``: FLUX.1 Kontext image editing (FluxKontextPipeline)
+- ``diffusers``: any other diffusers text-to-image, image-to-image or inpainting pipeline
+- ``pixmill diffusers make-tiny DIR --kind flux|flux-kontext|sd``: a tiny random-weight pipeline
+  for smoke tests
+
+torch and diffusers are imported only when a serving loads, so ``pixmill --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pixmill.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+
+@hookimpl
+def register_servings(register):
+    from .auto import AutoDiffusersServing
+    from .flux import FluxServing
+    from .kontext import FluxKontextServing
+
+    register(FluxServing)
+    register(FluxKontextServing)
+    register(AutoDiffusersServing)
+
+
+@hookimpl
+def register_commands(cli):
+    from .cli import diffusers_group
+
+    cli.add_command(diffusers_group, "diffusers")

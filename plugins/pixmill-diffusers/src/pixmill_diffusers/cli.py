@@ -1,0 +1,28 @@
+"""``pixmill diffusers ...`` commands."""
+
+from __future__ import annotations
+
+import click
+
+from .tiny import KINDS
+
+
+@click.group("diffusers")
+def diffusers_group() -> None:
+    """Local diffusion models (pixmill-diffusers)."""
+
+
+@diffusers_group.command("make-tiny")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(KINDS), default="flux", show_default=True,
+              help="pipeline to build: FluxPipeline, FluxKontextPipeline or StableDiffusionPipeline")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random weights")
+def make_tiny_command(folder: str, kind: str, seed: int) -> None:
+    """Write a tiny random-weight pipeline to FOLDER, loadable with from_pretrained.
+
+    Use it to smoke-test a setup offline: `--serving flux --model FOLDER`. Its images are noise.
+    """
+    from .tiny import make_tiny
+
+    path = make_tiny(folder, kind, seed)
+    click.echo(f"wrote a tiny random-weight {kind} pipeline to {path} (its images are noise)")

@@ -1,0 +1,45 @@
+"""The options every diffusers serving shares (documented in docs/servings/*.md)."""
+
+from __future__ import annotations
+
+from pixmill.options import Option
+
+DTYPES = ("bf16", "fp16", "fp32", "auto")
+
+MODEL_OPTIONS = (
+    Option("model", str, None, "hub id (black-forest-labs/FLUX.1-dev) or a local diffusers folder", required=True),
+    Option("revision", str, None, "hub revision: a branch, tag or commit hash"),
+    Option("cache_dir", str, None, "Hugging Face cache folder (default: the hub's own)", cache=False),
+    Option("local_dir", str, None, "keep downloads in LOCAL_DIR/<org>--<name>[@revision], one folder per model",
+           cache=False),
+)
+
+RUN_OPTIONS = (
+    Option("dtype", str, "bf16", "weights and compute dtype (auto = bf16 on GPUs; the CPU always uses fp32)",
+           choices=DTYPES),
+    Option("batch_size", int, None, "images per pipeline call (default: one operator batch per call)", cache=False),
+    Option("num_images_per_prompt", int, None, "images per prompt when the operator does not say (default 1)"),
+    Option("height", int, None, "image height in pixels, rounded to what the model accepts (default: the model's)"),
+    Option("width", int, None, "image width in pixels, rounded to what the model accepts (default: the model's)"),
+    Option("steps", int, None, "denoising steps (default: the model's)"),
+    Option("guidance", float, None, "guidance scale (default: the model's)"),
+    Option("max_sequence_length", int, None, "text tokens the T5 encoder takes; longer prompts are truncated "
+           "with a warning and recorded (default: the model's)"),
+    Option("lora", str, None, "LoRA weights: a folder, a .safetensors file or a hub id"),
+    Option("lora_scale", float, 1.0, "strength of the LoRA weights"),
+    Option("lora_weight_name", str, None, "file name of the LoRA weights inside a folder or hub repo"),
+)
+
+MEMORY_OPTIONS = (
+    Option("cpu_offload", bool, False, "keep each model on the CPU until it runs (GPU only; ~half the peak memory)",
+           cache=False),
+    Option("sequential_offload", bool, False, "stream weights to the GPU layer by layer (GPU only; smallest memory, "
+           "slowest)", cache=False),
+    Option("vae_tiling", bool, False, "decode large images tile by tile (less memory; may show faint seams)"),
+    Option("vae_slicing", bool, False, "decode a batch one image at a time (less memory, same pixels)", cache=False),
+    Option("compile", bool, False, "torch.compile the denoiser (slow first batch, faster after)", cache=False),
+    Option("devices", str, None, "where to run: all visible GPUs by default (one worker process each); "
+           "'0,1' or 'cuda:0,cuda:1' for some; 'cpu'", cache=False),
+)
+
+COMMON_OPTIONS = (*MODEL_OPTIONS, *RUN_OPTIONS, *MEMORY_OPTIONS)

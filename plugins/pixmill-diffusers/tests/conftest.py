@@ -1,0 +1,82 @@
+"""Tiny random-weight pipelines built once per session, offline, and a helper that runs a
+pipeline through pixmill's real runner (the same code path as `pixmill run`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from pixmill_diffusers.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("models")
+    return {kind: make_tiny(root / kind, kind) for kind in ("flux", "flux-kontext", "sd")}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    from pixmill.plugins import reset_registry
+
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Run:
+    """The outcome of a pipeline run: the last step's rows and failures, and the run folder."""
+
+    def __init__(self, out: Path, results: list[Any]):
+        self.out = out
+        self.results = results
+        last = out / results[-1].folder
+        self.rows = sorted((r for p in sorted(last.glob("part-*.jsonl")) for r in read_rows(p)),
+                           key=lambda r: r["id"])
+        failed = last / "failed.jsonl"
+        self.failed = {f["id"]: f["reason"] for f in read_rows(failed)} if failed.exists() else {}
+        self.by_id = {r["id"]: r for r in self.rows}
+
+    def image(self, rel: str) -> Any:
+        from PIL import Image
+
+        with Image.open(self.out / rel) as im:
+            return im.convert("RGB").copy()
+
+
+def run_steps(tmp_path: Path, rows: list[dict], steps: list[tuple[str, dict]], name: str = "run",
+              seed: int = 0) -> Run:
+    from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
+
+    inp = write_rows(tmp_path / f"{name}.jsonl", rows)
+    spec = PipelineSpec(steps=[StepSpec(op, opts) for op, opts in steps], input=inp, out=tmp_path / name, seed=seed)
+    return Run(tmp_path / name, run_pipeline(spec))
+
+
+def pixels(image: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(image, dtype=np.int16)
+
+
+@pytest.fixture
+def h() -> Any:
+    """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(run=run_steps, pixels=pixels, write_rows=write_rows, read_rows=read_rows)
