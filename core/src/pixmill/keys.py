@@ -48,7 +48,7 @@ def _load(path: Path) -> dict[str, str]:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError:
         raise ConfigError(f"key file {path} is not valid JSON",
-                          f"fix or delete it, then store keys again with `pixmill keys set NAME`") from None
+                          "fix or delete it, then store keys again with `pixmill keys set NAME`") from None
     if not isinstance(data, dict):
         raise ConfigError(f"key file {path} must hold a JSON object", "delete it and store keys again")
     mode = stat.S_IMODE(path.stat().st_mode)

@@ -61,7 +61,7 @@ def _threaded(op, ctx, batches: Iterable[Batch], workers: int) -> Iterator[tuple
         fill()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                batch = pending.pop(fut)
+            finished = [(pending.pop(fut), fut) for fut in done]
+            fill()  # refill before handing results over: the caller's commit must not idle the workers
+            for batch, fut in finished:
                 yield batch, fut.result()
-            fill()

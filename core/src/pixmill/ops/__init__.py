@@ -3,5 +3,8 @@
 from __future__ import annotations
 
 from .basic import BASIC_OPERATORS
+from .images import IMAGE_OPERATORS
+from .judge import JUDGE_OPERATORS
+from .prompts import PROMPT_OPERATORS
 
-OPERATORS = [*BASIC_OPERATORS]
+OPERATORS = [*BASIC_OPERATORS, *IMAGE_OPERATORS, *JUDGE_OPERATORS, *PROMPT_OPERATORS]

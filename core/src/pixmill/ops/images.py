@@ -21,15 +21,20 @@ the default ``prompt`` field but with a DataFlow-MM ``conversations`` list uses 
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
+from ..gallery.thumbs import write_sidecar
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_texts
 from ..serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest
+
+log = logging.getLogger("pixmill.ops.images")
 
 META_SUFFIX = "_meta"
 
@@ -60,13 +65,22 @@ def save_image(image: GeneratedImage, path: Path) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    pixels = image.image
     if image.data is not None:
         tmp.write_bytes(image.data)
-    elif image.image is not None:
-        image.image.save(tmp, format="PNG")
+    elif pixels is not None:
+        pixels.save(tmp, format="PNG")
     else:
         raise ValueError("the serving returned an image with neither pixels nor data")
     os.replace(tmp, path)
+    try:
+        if pixels is None:
+            from PIL import Image
+
+            pixels = Image.open(io.BytesIO(image.data))
+        write_sidecar(pixels, path)
+    except Exception as exc:  # noqa: BLE001 - a thumbnail is a convenience; the gallery can make it later
+        log.debug("no thumbnail for %s: %s", path, exc)
 
 
 class _ImageOperator(Operator):

@@ -1,0 +1,119 @@
+"""judge through qwen-vl's openai engine against a local OpenAI-compatible server: wall time vs ideal.
+
+    python bench/bench_judge_openai.py --images 512 --concurrency 32 --latency 0.1
+
+The fake server (pixmill.testing.openai_server, started in its own process like a real endpoint)
+answers every chat request after ``--latency`` seconds with a JSON judgment, as ``vllm serve`` would.
+The ideal wall time is ceil(images / concurrency) * latency; the target is at most 1.5x that. The
+figure is the whole judge step as ``pixmill run`` runs it (median of ``--repeat`` runs): reading
+rows, loading, resizing and encoding the images, the HTTP round trips, parsing the answers and
+committing the rows. One-time process costs (imports) are paid before timing.
+
+``--side`` sets the input image size (default 64 px, so the figure measures the request machinery);
+larger images add CPU work per image (decode, resize, PNG encode) that a 2-core machine pays
+serially: run ``--side 512`` to see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
+from pixmill.testing.openai_server import FakeOpenAIServer
+
+ANSWER = '{"rationale": "on prompt", "prompt_alignment": 8, "visual_quality": 7, "overall": 7.5}'
+
+
+def make_inputs(folder: Path, count: int, side: int) -> Path:
+    """``count`` distinct PNGs (noise blocks, so encoding costs what a real image costs) and rows."""
+    from PIL import Image
+
+    rng = random.Random(0)
+    images = folder / "images"
+    images.mkdir(parents=True)
+    lines = []
+    for i in range(count):
+        image = Image.effect_noise((side, side), 40 + i % 50).convert("RGB")
+        image.paste((rng.randrange(256), rng.randrange(256), rng.randrange(256)), (0, 0, side // 2, side // 2))
+        image.save(images / f"{i}.png")
+        lines.append(json.dumps({"id": str(i), "prompt": f"a test image number {i}", "image": f"images/{i}.png"}))
+    path = folder / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def serve(port: int, latency: float) -> None:
+    """Server mode (run in a child process): answer every chat request with a judgment."""
+    server = FakeOpenAIServer(latency=latency, chat_handler=lambda rec: ANSWER, port=port).start()
+    print(f"listening on {server.base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--latency", str(latency)],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "listening" not in line:
+        proc.kill()
+        raise RuntimeError(f"the fake server did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds the server takes per answer")
+    parser.add_argument("--side", type=int, default=64, help="input image side in pixels")
+    parser.add_argument("--repeat", type=int, default=3, help="runs to take the median of")
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        return serve(args.serve, args.latency)
+
+    import openai.resources.chat  # noqa: F401 - one-time import, not per-request work
+    from pixmill.plugins import get_registry
+
+    get_registry().names("servings")
+    work = Path(tempfile.mkdtemp(prefix="pixmill-bench-judge-"))
+    proc, url = start_server(args.latency)
+    try:
+        rows = make_inputs(work, args.images, args.side)
+        walls = []
+        for attempt in range(args.repeat):
+            step = StepSpec("judge", {"serving": "qwen-vl", "engine": "openai", "base_url": url,
+                                      "model": "Qwen/Qwen2.5-VL-7B-Instruct", "concurrency": args.concurrency})
+            judge = run_pipeline(PipelineSpec(steps=[step], input=rows, out=work / f"run{attempt}"))[-1]
+            assert judge.done == args.images and judge.failed == 0, judge
+            walls.append(judge.seconds)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        shutil.rmtree(work, ignore_errors=True)
+    wall = sorted(walls)[len(walls) // 2]
+    ideal = math.ceil(args.images / args.concurrency) * args.latency
+    ratio = wall / ideal
+    print(f"judge (qwen-vl, openai engine): {args.images} images of {args.side}px, concurrency {args.concurrency}, "
+          f"latency {args.latency * 1000:.0f} ms: wall {wall:.2f}s (median of {', '.join(f'{w:.2f}' for w in walls)}), "
+          f"ideal {ideal:.2f}s, ratio {ratio:.2f}x (target <= 1.5x) {'OK' if ratio <= 1.5 else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Chat completions over an OpenAI-compatible API: message conversion and text answers.
+
+Shared by every serving that chats through the openai client (text LLMs, VLM judges), so that image
+parts, JSON mode and logprobs are converted the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..serving import ChatRequest, ChatResponse
+from .errors import RequestError
+from .media import image_data_url, to_data_url
+
+
+def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Convert pixmill chat messages to the OpenAI wire form.
+
+    Image parts ``{"type": "image", "image": PIL.Image}`` (or ``"image": bytes``) become separate
+    ``image_url`` parts with a data URL each, in order, never a collage; other parts pass through.
+    """
+    out: list[dict[str, Any]] = []
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, list):
+            content = [_part(p) for p in content]
+        out.append({**msg, "content": content})
+    return out
+
+
+def _part(part: Any) -> Any:
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if isinstance(part, dict) and part.get("type") == "image":
+        image = part.get("image")
+        url = to_data_url(image) if isinstance(image, (bytes, bytearray)) else image_data_url(image)
+        return {"type": "image_url", "image_url": {"url": url}}
+    return part
+
+
+def chat_params(request: ChatRequest, json_mode: str = "json_object", top_logprobs: int = 5) -> dict[str, Any]:
+    """Keyword arguments for ``chat.completions.create`` from a :class:`ChatRequest`."""
+    params: dict[str, Any] = {"messages": to_openai_messages(request.messages)}
+    if request.max_tokens is not None:
+        params["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.json and json_mode == "json_object":
+        params["response_format"] = {"type": "json_object"}
+    if request.logprobs:
+        params["logprobs"] = True
+        params["top_logprobs"] = top_logprobs
+    return params
+
+
+async def complete_chat(client: Any, model: str, request: ChatRequest, json_mode: str = "json_object",
+                        extra_body: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None
+                        ) -> ChatResponse:
+    """One chat completion with a text answer (use inside :meth:`RequestEngine.call`)."""
+    body = {**(extra_body or {}), **request.extra}
+    return await send_chat(client, model, chat_params(request, json_mode), body, provenance)
+
+
+async def send_chat(client: Any, model: str, params: dict[str, Any], extra_body: dict[str, Any] | None = None,
+                    provenance: dict[str, Any] | None = None) -> ChatResponse:
+    """Like :func:`complete_chat` with the parameters already built by :func:`chat_params` (build
+    them in the calling thread: encoding images there keeps the event loop free for I/O)."""
+    completion = await client.chat.completions.create(model=model, extra_body=extra_body or None, **params)
+    choices = getattr(completion, "choices", None)
+    if not choices:
+        raise RequestError(f"the response has no choices (model {model})")
+    choice = choices[0]
+    text = _text_of(choice.message.content)
+    if choice.finish_reason == "content_filter":
+        raise RequestError(f"refused by the provider's content filter (model {model}){': ' + text if text else ''}")
+    if not text:
+        raise RequestError(f"empty answer (model {model}, finish_reason {choice.finish_reason})")
+    return ChatResponse(text=text, logprobs=_logprobs(choice), params={
+        **(provenance or {}), "model": getattr(completion, "model", None) or model,
+        "finish_reason": choice.finish_reason, "request_id": getattr(completion, "id", None)})
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = [p.get("text", "") if isinstance(p, dict) else getattr(p, "text", "") for p in content]
+    return "".join(p for p in parts if p)
+
+
+def _logprobs(choice: Any) -> list[dict[str, float]] | None:
+    lp = getattr(choice, "logprobs", None)
+    tokens = getattr(lp, "content", None) if lp is not None else None
+    if not tokens:
+        return None
+    out: list[dict[str, float]] = []
+    for tok in tokens:
+        top = {t.token: float(t.logprob) for t in (getattr(tok, "top_logprobs", None) or [])}
+        top.setdefault(tok.token, float(tok.logprob))
+        out.append(top)
+    return out

@@ -1,0 +1,59 @@
+"""Building the openai client for an OpenAI-compatible endpoint (imported lazily)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .urls import normalize_base_url
+
+_QUIETED = False
+
+
+def make_client(base_url: str, api_key: str, timeout: float | None = None, concurrency: int = 8,
+                default_headers: dict[str, str] | None = None) -> Any:
+    """An ``openai.AsyncOpenAI`` for ``base_url`` with the client's own retries disabled.
+
+    Retries, backoff and rate limiting belong to :class:`pixmill.http.RequestEngine`: two retry
+    layers would multiply attempts and ignore each other's backoff. The connection pool is sized to
+    the concurrency so that requests never queue inside the client.
+    """
+    import httpx2
+    import openai
+
+    _quiet_http_logs()
+    limits = httpx2.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=max(concurrency, 1))
+    http_client = httpx2.AsyncClient(transport=_coalescing_transport(limits), timeout=timeout, follow_redirects=True)
+    return openai.AsyncOpenAI(base_url=normalize_base_url(base_url), api_key=api_key, max_retries=0,
+                              timeout=timeout, http_client=http_client, default_headers=default_headers)
+
+
+def _quiet_http_logs() -> None:
+    # httpx logs one INFO line per request ("HTTP Request: POST ..."); at thousands of requests that
+    # buries pixmill's own progress. Keep its warnings; a user who wants the lines sets the level.
+    global _QUIETED
+    if _QUIETED:
+        return
+    for name in ("httpx", "httpx2", "httpcore"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    _QUIETED = True
+
+
+def _coalescing_transport(limits: Any) -> Any:
+    """An httpx transport that sends each request body in one write.
+
+    A multipart upload (an image edit) is streamed as dozens of small chunks, one per field header,
+    boundary and value; each becomes its own socket write and packet. Reading the (already
+    in-memory) body first turns that into a single write, which at high concurrency is a large
+    share of the client's CPU time per request.
+    """
+    import httpx2
+
+    class CoalescingTransport(httpx2.AsyncHTTPTransport):
+        async def handle_async_request(self, request: Any) -> Any:
+            await request.aread()
+            return await super().handle_async_request(request)
+
+    return CoalescingTransport(limits=limits)

@@ -1,0 +1,113 @@
+"""How a failed HTTP attempt is classified, and the error a request finally fails with.
+
+Classification is duck-typed (``status_code``, ``response.headers``) so that any client built on
+httpx/httpx2 (the openai client and others) is handled the same way, without importing it here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from typing import Any
+
+# Statuses worth retrying: rate limits, timeouts and server-side trouble. Everything else in 4xx
+# (bad request, refusal, auth, not found) fails the same way every time.
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+MAX_RETRY_AFTER = 120.0
+
+
+class TransientError(Exception):
+    """Raise from a request coroutine for a response worth retrying (a malformed or truncated body)."""
+
+
+class RequestError(Exception):
+    """A request that failed for good: a permanent error, or retries exhausted.
+
+    ``str()`` is one line with the HTTP status (when there was one) and the provider's message, which
+    is what the row's failure reason shows. ``status`` is ``None`` for timeouts and connection errors.
+    """
+
+    def __init__(self, message: str, status: int | None = None, attempts: int = 1, transient: bool = False):
+        self.status = status
+        self.attempts = attempts
+        self.transient = transient
+        super().__init__(message)
+
+
+def status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether another attempt may succeed: 429/5xx, timeouts, connection errors, malformed bodies."""
+    if isinstance(exc, TransientError):
+        return True
+    status = status_of(exc)
+    if status is not None:
+        return status in TRANSIENT_STATUSES
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return True
+    # The openai client's APIConnectionError/APITimeoutError, httpx's TransportError, and a 200 whose
+    # body is not valid JSON (json.JSONDecodeError raised while parsing): all worth another try.
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"APIConnectionError", "APITimeoutError", "TransportError", "TimeoutException",
+                         "JSONDecodeError", "APIResponseValidationError", "RemoteProtocolError"})
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (``Retry-After`` / ``retry-after-ms``), capped, or ``None``."""
+    headers: Any = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return min(max(float(ms) / 1000.0, 0.0), MAX_RETRY_AFTER)
+        value = headers.get("retry-after")
+    except Exception:  # noqa: BLE001 - an odd header object: no hint
+        return None
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        seconds = parsed.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed attempt: ``HTTP 400: <provider message>``, ``timed out``, ..."""
+    status = status_of(exc)
+    message = _provider_message(exc)
+    if status is not None:
+        return f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in type(exc).__name__:
+        return "request timed out"
+    if isinstance(exc, (TransientError, RequestError)):
+        return str(exc)
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name
+
+
+def _provider_message(exc: BaseException) -> str:
+    # The openai client keeps the decoded JSON body; {"error": {"message": ...}} is the usual shape.
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail")
+            code = err.get("code") or err.get("type")
+            if msg:
+                return f"{msg} ({code})" if code and str(code) not in str(msg) else str(msg)
+        elif isinstance(err, str):
+            return err
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0][:500] if text else ""

@@ -1,0 +1,187 @@
+"""The ``qwen-vl`` serving: Qwen2.5-VL (or another Qwen-style VLM) for judging and captioning.
+
+One option set, three engines, picked by ``--engine`` (never guessed from the model name):
+
+- ``transformers``: in-process Hugging Face transformers, CPU or GPU, batched (the default);
+- ``vllm``: in-process ``vllm.LLM`` offline batch inference (tensor parallel, GPU);
+- ``openai``: any OpenAI-compatible server, e.g. ``vllm serve Qwen/Qwen2.5-VL-7B-Instruct``, through
+  pixmill's shared HTTP machinery (concurrency, rpm, retries with backoff, timeouts).
+
+``min_pixels``/``max_pixels`` bound every image the same way for all three (:mod:`.images`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pixmill.errors import ConfigError
+from pixmill.http import OpenAICompatibleServing, http_options
+from pixmill.options import Option, key_options
+from pixmill.serving import VISION_CHAT, ChatRequest, ChatResponse
+
+from .images import FACTOR
+from .messages import upload_image_parts, with_defaults
+
+ENGINES = ("transformers", "vllm", "openai")
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name, not ./x or /abs/path
+
+# Options that only mean something for some engines: left out of the step key of the others, so
+# that e.g. a --base-url default never splits the cache of an in-process run.
+_ENGINE_ONLY = {
+    "base_url": {"openai"}, "json_mode": {"openai"},
+    "dtype": {"transformers", "vllm"}, "top_logprobs": {"transformers", "vllm"},
+}
+
+
+def _options() -> tuple[Option, ...]:
+    shared = tuple(
+        replace(o, help="Hugging Face model id or local folder (transformers, vllm); the served model "
+                        "name (openai)") if o.name == "model" else o
+        for o in http_options(model=DEFAULT_MODEL, base_url="http://localhost:8000/v1",
+                              api_key_env="VLLM_API_KEY", concurrency=16, timeout=300.0)
+    )
+    return (
+        Option("engine", str, "transformers", "transformers (in-process, CPU/GPU), vllm (in-process vllm.LLM), "
+               "or openai (an OpenAI-compatible server such as `vllm serve`)", choices=ENGINES),
+        *shared,
+        Option("min_pixels", int, 4 * FACTOR * FACTOR, "smallest image area sent to the model (upscaled to it)"),
+        Option("max_pixels", int, 1280 * FACTOR * FACTOR, "largest image area sent to the model (downscaled to it)"),
+        Option("temperature", float, 0.0, "sampling temperature when the operator sets none (0: greedy)"),
+        Option("top_p", float, 1.0, "nucleus sampling (with temperature > 0)"),
+        Option("max_tokens", int, 512, "longest answer when the operator sets none"),
+        Option("top_logprobs", int, 20, "alternatives kept per token when logprobs are asked (vqascore); "
+               "the openai engine gets what the server sends"),
+        Option("dtype", str, "auto", "weights dtype (transformers, vllm); auto: bfloat16 on GPU, float32 on CPU",
+               choices=("auto", "bfloat16", "float16", "float32")),
+        Option("device", str, None, "transformers: cpu, cuda, cuda:1 (default: cuda when present)", cache=False),
+        Option("tensor_parallel_size", int, 1, "vllm: GPUs to shard the model over", cache=False),
+        Option("gpu_memory_utilization", float, 0.9, "vllm: share of GPU memory it may take", cache=False),
+        Option("max_model_len", int, None, "vllm: context length (default: the model's)", cache=False),
+        Option("limit_mm_per_prompt", int, 8, "vllm: most images in one prompt", cache=False),
+        Option("json_mode", str, "json_object", "openai: how JSON answers are requested: response_format "
+               "json_object, or by the prompt alone (for servers that reject response_format)",
+               choices=("json_object", "prompt")),
+    )
+
+
+class QwenVLServing(OpenAICompatibleServing):
+    """Qwen2.5-VL for the ``vision-chat`` capability (``judge``, ``caption``), with three engines.
+
+    ``pixmill run ... judge --serving qwen-vl --engine vllm --model Qwen/Qwen2.5-VL-7B-Instruct``;
+    ``--engine openai --base-url http://gpu-box:8000`` talks to ``vllm serve`` instead.
+    """
+
+    name = "qwen-vl"
+    version = "1"
+    description = "Qwen2.5-VL vision-language model: transformers, vllm (in-process) or an OpenAI-compatible server"
+    capabilities = frozenset({VISION_CHAT})
+    options = _options()
+    requires_key = False  # a local `vllm serve` usually has no key; one is sent when configured
+    default_key_name = "vllm"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        cfg = self.config
+        lo, hi = int(cfg["min_pixels"]), int(cfg["max_pixels"])
+        if lo < 1 or hi < FACTOR * FACTOR or lo > hi:
+            raise ConfigError(f"serving {self.name}: --min-pixels {lo} / --max-pixels {hi} are not a valid range",
+                              f"use 1 <= min-pixels <= max-pixels and max-pixels >= {FACTOR * FACTOR}")
+        self._local: Any = None
+
+    @property
+    def engine_name(self) -> str:
+        return str(self.config["engine"])
+
+    @property
+    def parallel_batches(self) -> int:  # type: ignore[override]
+        # HTTP: enough batches in flight to fill every request slot; in-process: one batch at a time
+        # (the model already batches on the device, and two generate() calls would fight over it).
+        return super().parallel_batches if self.engine_name == "openai" else 1
+
+    def identity(self) -> dict[str, Any]:
+        opts = {k: v for k, v in key_options(self.options, self.config).items()
+                if self.engine_name in _ENGINE_ONLY.get(k, {self.engine_name})}
+        return {"serving": self.name, "version": self.version, "options": opts}
+
+    # -- fail fast ----------------------------------------------------------------------------
+    def check(self) -> None:
+        engine = self.engine_name
+        if engine == "openai":
+            super().check()
+            return
+        needs = {"transformers": ("torch", "transformers"), "vllm": ("vllm",)}[engine]
+        missing = [m for m in needs if importlib.util.find_spec(m) is None]
+        if missing:
+            extra = "vllm" if engine == "vllm" else "transformers"
+            raise ConfigError(f"serving {self.name}: --engine {engine} needs {', '.join(missing)}, not installed",
+                              f"pip install 'pixmill-qwenvl[{extra}]'"
+                              + (", or serve the model with `vllm serve` and use --engine openai" if engine == "vllm" else ""))
+        model = str(self.config["model"])
+        if not Path(model).expanduser().exists() and not _HUB_ID.match(model):
+            raise ConfigError(f"serving {self.name}: model {model!r} is neither a folder nor a Hugging Face model id",
+                              "pass --model Qwen/Qwen2.5-VL-7B-Instruct or the path of a downloaded model folder")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def load(self) -> None:
+        engine = self.engine_name
+        if engine == "openai":
+            super().load()
+            return
+        if self._local is None:
+            if engine == "vllm":
+                from .engines.vllm_engine import VLLMEngine
+
+                self._local = VLLMEngine(self.config)
+            else:
+                from .engines.hf import TransformersEngine
+
+                self._local = TransformersEngine(self.config)
+        self._local.load()
+
+    def unload(self) -> None:
+        if self.engine_name == "openai":
+            super().unload()
+            return
+        if self._local is not None:
+            self._local.unload()
+            self._local = None
+
+    # -- the capability -----------------------------------------------------------------------
+    def chat(self, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
+        if self.engine_name == "openai":
+            return self._chat_http(requests)
+        if self._local is None:
+            self.load()
+        return self._local.chat(requests)
+
+    def _chat_http(self, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
+        from pixmill.http.chat import complete_chat, to_openai_messages
+
+        cfg = self.config
+        model, json_mode = cfg["model"], cfg["json_mode"]
+        top_p = cfg.get("top_p")
+        extra = {"top_p": top_p} if top_p is not None and top_p != 1.0 else None
+        client = self.client
+        out: list[ChatResponse | Exception | None] = [None] * len(requests)
+        factories, slots = [], []
+        for i, req in enumerate(requests):
+            try:
+                req = with_defaults(req, cfg)
+                # Resize and encode here, in the calling worker thread: done inside the request
+                # coroutine it would run on the one shared event loop and serialise every upload.
+                wire = to_openai_messages(upload_image_parts(req.messages, cfg["min_pixels"], cfg["max_pixels"]))
+                req = replace(req, messages=wire)
+            except Exception as exc:  # noqa: BLE001 - a bad image fails its row only
+                out[i] = exc
+                continue
+            factories.append(lambda req=req: complete_chat(client, model, req, json_mode=json_mode,
+                                                           extra_body=extra, provenance={"engine": "openai"}))
+            slots.append(i)
+        for slot, answer in zip(slots, self.run_requests(factories), strict=True):
+            out[slot] = answer
+        return out  # type: ignore[return-value]
