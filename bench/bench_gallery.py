@@ -61,7 +61,6 @@ def picture(size: int, shape: str, color: str, background: tuple[int, int, int],
 def build_run(folder: Path, rows: int, size: int) -> Path:
     """Input images + JSONL, then the pipeline through the real runner. Returns the run folder."""
     from PIL import Image
-
     from pixmill import EditRequest, GeneratedImage, Operator, Serving, Storage, get_operator
 
     src_dir = folder / "input" / "images"

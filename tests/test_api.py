@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from helpers import read_jsonl, run_cli
-
 from pixmill import FileStorage, Storage, get_operator
 
 

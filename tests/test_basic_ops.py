@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from helpers import read_jsonl, write_jsonl
-
 from pixmill.errors import ConfigError
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 

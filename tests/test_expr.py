@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pixmill.errors import ConfigError
 from pixmill.expr import compile_expr
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import make_plugin, read_jsonl, run_cli, write_jsonl
-
-from pixmill import Failed, Operator, Option
+from pixmill import Operator
 from pixmill.errors import InputError, PixmillError
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 from pixmill.plugins import get_registry

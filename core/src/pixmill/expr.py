@@ -49,7 +49,7 @@ def _index_dots(source: str) -> str:
     except (tokenize.TokenError, SyntaxError):
         return text  # ast.parse reports the error
     edits = []
-    for prev, tok in zip(tokens, tokens[1:]):
+    for prev, tok in zip(tokens, tokens[1:], strict=False):
         is_index = tok.type == tokenize.NUMBER and tok.string.startswith(".") and tok.string[1:].isdigit()
         after_field = prev.type == tokenize.NAME or prev.string in (")", "]") or (
             prev.type == tokenize.NUMBER and prev.string.startswith("."))
@@ -130,7 +130,7 @@ def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node ty
     if isinstance(node, ast.Compare):
         left = _compile(node.left)
         ops = []
-        for op, comp in zip(node.ops, node.comparators):
+        for op, comp in zip(node.ops, node.comparators, strict=True):
             if type(op) not in _CMP:
                 raise _Unsupported(f"comparison {type(op).__name__} is not allowed")
             ops.append((_safe_cmp(_CMP[type(op)]), _compile(comp)))

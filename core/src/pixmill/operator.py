@@ -58,7 +58,7 @@ class Operator:
         if self.capability and serving is not None and self.capability not in serving.capabilities:
             raise ConfigError(
                 f"operator {self.name}: serving {serving.name!r} cannot do {self.capability!r}",
-                f"choose a serving with that capability (see `pixmill servings`)",
+                "choose a serving with that capability (see `pixmill servings`)",
             )
 
     @classmethod

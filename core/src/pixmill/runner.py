@@ -90,7 +90,7 @@ def _collect(batch: list[dict], outcomes: list, rows: list[dict], done: list[str
             done.extend(ids)
             return 0
     n_failed = 0
-    for row, rid, out in zip(batch, ids, outcomes):
+    for row, rid, out in zip(batch, ids, outcomes, strict=True):
         if type(out) is dict:
             if out.get(ID_KEY) != rid:
                 out = {ID_KEY: rid, **{k: v for k, v in out.items() if k != ID_KEY}}

@@ -106,6 +106,38 @@ class _ImageOperator(Operator):
             return max(1, int(per_call) // self.images_per_prompt)
         return self.default_batch_size
 
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        """One request per prompt of each row (``images_per_prompt`` seeds each), one serving call
+        for the whole batch; a row whose input is bad fails alone, before the call."""
+        n = self.images_per_prompt
+        requests: list[Any] = []
+        plans: list[Any] = []
+        for row in rows:
+            try:
+                prompts, as_list = _prompts(row, self.config["input_key"])
+                inputs = self._inputs(row, ctx)
+            except ValueError as exc:
+                plans.append(Failed(str(exc)))
+                continue
+            negative = get_field(row, self.config["negative_key"]) if self.config["negative_key"] else None
+            rid = str(row[ID_KEY])
+            for p, prompt in enumerate(prompts):
+                seeds = [ctx.seed_for(rid, p * n + k) for k in range(n)]
+                requests.append(self._request(prompt, seeds, str(negative) if negative else None, inputs))
+            plans.append((len(prompts), as_list))
+        results = self._call(requests) if requests else []
+        return self._finish(rows, plans, results, ctx)
+
+    def _inputs(self, row: dict, ctx: StepContext) -> dict:
+        """Per-row inputs besides the prompt (reference images, mask); raise ValueError if bad."""
+        return {}
+
+    def _request(self, prompt: str, seeds: list[int], negative: str | None, inputs: dict) -> Any:
+        raise NotImplementedError
+
+    def _call(self, requests: list) -> list:
+        raise NotImplementedError
+
     def _finish(self, rows: list[dict], plans: list[Any], results: list[Any], ctx: StepContext) -> list[Outcome]:
         """Save the images of each row and build its output row (or its failure)."""
         out_key = self.config["output_key"]
@@ -166,25 +198,11 @@ class GenerateImages(_ImageOperator):
         Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
     )
 
-    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
-        n = self.images_per_prompt
-        requests: list[ImageRequest] = []
-        plans: list[Any] = []
-        for row in rows:
-            try:
-                prompts, as_list = _prompts(row, self.config["input_key"])
-            except ValueError as exc:
-                plans.append(Failed(str(exc)))
-                continue
-            negative = get_field(row, self.config["negative_key"]) if self.config["negative_key"] else None
-            rid = str(row[ID_KEY])
-            for p, prompt in enumerate(prompts):
-                seeds = [ctx.seed_for(rid, p * n + k) for k in range(n)]
-                requests.append(ImageRequest(prompt=prompt, seeds=seeds,
-                                             negative_prompt=str(negative) if negative else None))
-            plans.append((len(prompts), as_list))
-        results = self.serving.generate(requests) if requests else []
-        return self._finish(rows, plans, results, ctx)
+    def _request(self, prompt: str, seeds: list[int], negative: str | None, inputs: dict) -> ImageRequest:
+        return ImageRequest(prompt=prompt, seeds=seeds, negative_prompt=negative)
+
+    def _call(self, requests: list) -> list:
+        return self.serving.generate(requests)
 
 
 class EditImages(_ImageOperator):
@@ -213,27 +231,14 @@ class EditImages(_ImageOperator):
         Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
     )
 
-    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
-        n = self.images_per_prompt
-        requests: list[EditRequest] = []
-        plans: list[Any] = []
-        for row in rows:
-            try:
-                prompts, as_list = _prompts(row, self.config["input_key"])
-                images = self._load_images(row, ctx)
-                mask = self._load_mask(row, ctx)
-            except ValueError as exc:
-                plans.append(Failed(str(exc)))
-                continue
-            negative = get_field(row, self.config["negative_key"]) if self.config["negative_key"] else None
-            rid = str(row[ID_KEY])
-            for p, prompt in enumerate(prompts):
-                seeds = [ctx.seed_for(rid, p * n + k) for k in range(n)]
-                requests.append(EditRequest(prompt=prompt, images=images, seeds=seeds, mask=mask,
-                                            negative_prompt=str(negative) if negative else None))
-            plans.append((len(prompts), as_list))
-        results = self.serving.edit(requests) if requests else []
-        return self._finish(rows, plans, results, ctx)
+    def _inputs(self, row: dict, ctx: StepContext) -> dict:
+        return {"images": self._load_images(row, ctx), "mask": self._load_mask(row, ctx)}
+
+    def _request(self, prompt: str, seeds: list[int], negative: str | None, inputs: dict) -> EditRequest:
+        return EditRequest(prompt=prompt, seeds=seeds, negative_prompt=negative, **inputs)
+
+    def _call(self, requests: list) -> list:
+        return self.serving.edit(requests)
 
     def _load_images(self, row: dict, ctx: StepContext) -> list[Any]:
         key = self.config["image_key"]
