@@ -86,6 +86,26 @@ def _safe_cmp(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return cmp
 
 
+def _and(a: Predicate, b: Predicate) -> Predicate:
+    return lambda row: a(row) and b(row)
+
+
+def _or(a: Predicate, b: Predicate) -> Predicate:
+    return lambda row: a(row) or b(row)
+
+
+def _field_vs_constant(op: type, field: str, value: Any) -> Predicate:
+    """The most common filter, ``width >= 512``, as one closure (no nested calls per row)."""
+    cmp = _CMP[op]
+
+    def compare(row: dict) -> Any:
+        try:
+            return cmp(row.get(field), value)
+        except TypeError:
+            return False
+    return compare
+
+
 def _field_path(node: ast.AST) -> str | None:
     if isinstance(node, ast.Name):
         return node.id
@@ -116,10 +136,12 @@ def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node ty
         items = [_compile(e) for e in node.elts]
         return lambda row: [f(row) for f in items]
     if isinstance(node, ast.BoolOp):
+        # Chained closures, not all()/any() over a generator: filters run once per row.
         parts = [_compile(v) for v in node.values]
-        if isinstance(node.op, ast.And):
-            return lambda row: all(p(row) for p in parts)
-        return lambda row: any(p(row) for p in parts)
+        combined = parts[0]
+        for part in parts[1:]:
+            combined = _and(combined, part) if isinstance(node.op, ast.And) else _or(combined, part)
+        return combined
     if isinstance(node, ast.UnaryOp):
         inner = _compile(node.operand)
         if isinstance(node.op, ast.Not):
@@ -136,6 +158,9 @@ def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node ty
             ops.append((_safe_cmp(_CMP[type(op)]), _compile(comp)))
         if len(ops) == 1:
             (fn, right), = ops
+            field = node.left.id if isinstance(node.left, ast.Name) and node.left.id not in _CONSTS else None
+            if field is not None and isinstance(node.comparators[0], ast.Constant):
+                return _field_vs_constant(type(node.ops[0]), field, node.comparators[0].value)
             return lambda row: fn(left(row), right(row))
 
         def chain(row: dict) -> bool:
