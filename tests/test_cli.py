@@ -172,3 +172,14 @@ def test_a_fresh_step_folder_is_readable(tmp_path, prompts_file):
     assert names == ["00-input", "01-template", "02-filter", "03-head", "manifest.json", "pipeline.yaml", "summary.json"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["folder"] for s in manifest["steps"]] == names[:4]
+
+
+def test_every_example_pipeline_is_valid():
+    """Each shipped pipeline file validates (operators, servings, options) without running."""
+    examples = sorted((REPO / "example_data").rglob("*.yaml"))
+    pipelines = [p for p in examples if "steps:" in p.read_text()]
+    assert len(pipelines) >= 8
+    for path in pipelines:
+        proc = run_cli("run", "--dry-run", str(path))
+        assert proc.returncode == 0, f"{path.relative_to(REPO)}: {proc.stderr}"
+        assert "steps:" in proc.stdout
