@@ -128,9 +128,7 @@ class AutoDiffusersServing(DiffusersServing):
         jobs: list[Any] = []
         for r, req in enumerate(requests):
             try:
-                self.check_prompt(req.prompt)
-                prompt, cut = self.truncate(req.prompt)
-                width, height = self.sized(req.width, req.height)
+                prompt, cut, width, height = self.prepare(req.prompt, req.width, req.height)
             except Exception as exc:  # noqa: BLE001 - this request fails alone
                 jobs.append((r, exc))
                 continue

@@ -258,6 +258,14 @@ class DiffusersServing(Serving):
             params.update(lora=cfg["lora"], lora_scale=cfg["lora_scale"])
         return params
 
+    def prepare(self, prompt: str, width: int | None, height: int | None) -> tuple[str, bool, int, int]:
+        """Check and size one text-to-image request: (prompt as sent, truncated?, width, height).
+        Raises for a request that must fail alone (an empty prompt, say)."""
+        self.check_prompt(prompt)
+        sent, cut = self.truncate(prompt)
+        width, height = self.sized(width, height)
+        return sent, cut, width, height
+
     def check_prompt(self, prompt: str) -> None:
         if not prompt or not prompt.strip():
             raise RowError("empty prompt: give every row a non-empty prompt")
