@@ -244,3 +244,15 @@ def test_the_pool_reads_batches_lazily(tmp_path: Path):
     assert len(read) <= 4 + 1
     rest = list(stream)
     assert len(rest) == 39 and len(read) == 40
+
+
+def test_a_dataflow_mm_list_placeholder_stays_a_list(tmp_path: Path):
+    rows = [{"id": "a", "conversations": [{"role": "user", "content": "a fox"}], "images": [""]},
+            {"id": "b", "conversations": [{"role": "user", "content": "a kite"}]}]
+    done, failed, out = _run(tmp_path, rows, GenerateImages(serving=PaintServing(), input_key="conversations",
+                                                            output_key="images"))
+    by_id = {r["id"]: r for r in done}
+    assert not failed
+    assert isinstance(by_id["a"]["images"], list) and len(by_id["a"]["images"]) == 1
+    assert (out / by_id["a"]["images"][0]).is_file() and isinstance(by_id["a"]["images_meta"], list)
+    assert isinstance(by_id["b"]["images"], str)

@@ -7,7 +7,8 @@ as a file in the step's folder, named from the row id and the image index (never
 Output shape, the same for both operators:
 
 - ``<output_key>``: the run-relative path of the image, or a list of paths when the row asked for
-  several images (``--images-per-prompt`` above 1, or a prompt field holding several prompts).
+  several images (``--images-per-prompt`` above 1, or a prompt field holding several prompts) or
+  the field already held a list (DataFlow-MM's ``"images": [""]`` placeholders stay lists).
   Lists are ordered prompt by prompt, then image by image.
 - ``<output_key>_meta``: the provenance of each image, mirroring the shape of ``<output_key>`` (a
   dict, or a list of dicts): the serving's record (serving, model, revision, seed, width, height,
@@ -165,7 +166,8 @@ class _ImageOperator(Operator):
                 save_image(image, absolute)
                 paths.append(relative)
                 metas.append({**image.params, "index": index})
-            many = as_list or len(paths) > 1
+            # A list field stays a list: DataFlow-MM inputs hold `"images": [""]` placeholders.
+            many = as_list or len(paths) > 1 or isinstance(row.get(out_key), list)
             outcomes.append({**row, out_key: paths if many else paths[0],
                              out_key + META_SUFFIX: metas if many else metas[0]})
         return outcomes
