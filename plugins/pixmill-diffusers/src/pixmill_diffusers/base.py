@@ -129,10 +129,17 @@ class DiffusersServing(Serving):
         self._dtype_name = dtype_name
         where, kwargs = resolve_model(self.config, download=True)
         quiet_progress_bars()
-        with warnings.catch_warnings():
-            # diffusers 0.42 renamed torch_dtype to dtype; older releases know only torch_dtype.
-            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipe = self.load_pipeline(where, torch_dtype=getattr(torch, dtype_name), **kwargs)
+        from transformers.utils import logging as tlog
+
+        verbosity = tlog.get_verbosity()
+        tlog.set_verbosity_error()  # loading notes (e.g. "requires torchvision") are noise to users
+        try:
+            with warnings.catch_warnings():
+                # diffusers 0.42 renamed torch_dtype to dtype; older releases know only torch_dtype.
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+                pipe = self.load_pipeline(where, torch_dtype=getattr(torch, dtype_name), **kwargs)
+        finally:
+            tlog.set_verbosity(verbosity)
         pipe.set_progress_bar_config(disable=True)  # pixmill shows its own progress
         self._pipe = pipe
         self.configure(pipe)
