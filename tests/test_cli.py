@@ -183,3 +183,13 @@ def test_every_example_pipeline_is_valid():
         proc = run_cli("run", "--dry-run", str(path))
         assert proc.returncode == 0, f"{path.relative_to(REPO)}: {proc.stderr}"
         assert "steps:" in proc.stdout
+
+
+def test_status_groups_failures_that_differ_only_in_row_details():
+    from pixmill.cli.status import reason_pattern
+
+    a = "judge: unparsable answer; raw: '{\"items\": [1]}'"
+    b = "judge: unparsable answer; raw: '{\"x\": 2}'"
+    assert reason_pattern(a) == reason_pattern(b)
+    assert reason_pattern("HTTP 500 after 3 tries") == reason_pattern("HTTP 500 after 4 tries")
+    assert reason_pattern("empty prompt") != reason_pattern("image missing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -10,26 +11,38 @@ import click
 
 from ..run_folder import RunFolder
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+def reason_pattern(reason: str) -> str:
+    """A failure reason with its row-specific parts masked (quoted text, numbers), so that the same
+    failure on many rows ("unparsable answer ... raw: '...'", "HTTP 500 ... request 123") groups."""
+    return _NUMBER.sub("N", _QUOTED.sub("'…'", reason))[:300]
+
 
 def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
-    """Per step: name, folder, complete, done, failed, rows, and failure reasons grouped by count."""
+    """Per step: name, folder, complete, done, failed, rows, and failure reasons grouped by pattern
+    (most frequent first), each with an example reason and example row ids."""
     steps = []
     for folder in RunFolder(run_dir).steps():
         info = folder.info
         state = folder.load_state(with_ids=False)
-        reasons: Counter[str] = Counter()
+        counts: Counter[str] = Counter()
+        example: dict[str, str] = {}
         ids: dict[str, list[str]] = {}
         for fail in state.failed.values():
-            reason = str(fail.get("reason", ""))[:300]
-            reasons[reason] += 1
-            ids.setdefault(reason, [])
-            if len(ids[reason]) < examples:
-                ids[reason].append(fail["id"])
+            reason = str(fail.get("reason", ""))
+            pattern = reason_pattern(reason)
+            counts[pattern] += 1
+            example.setdefault(pattern, reason[:500])
+            if len(ids.setdefault(pattern, [])) < examples:
+                ids[pattern].append(fail["id"])
         step = {
             "name": info.get("name", folder.name), "folder": folder.name, "complete": bool(info.get("complete")),
             "done": state.done_count if info.get("name") != "input" else state.rows, "failed": len(state.failed),
             "rows": state.rows, "seconds": info.get("seconds"),
-            "failures": [{"reason": r, "count": c, "example_ids": ids[r]} for r, c in reasons.most_common()],
+            "failures": [{"reason": example[p], "count": c, "example_ids": ids[p]} for p, c in counts.most_common()],
         }
         if info.get("skipped_lines"):
             step["skipped_lines"] = info["skipped_lines"]
