@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import click
 
@@ -30,26 +31,27 @@ def plugins_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def operators_cmd(as_json: bool) -> None:
     """List the operators you can chain in `pixmill run`, with their options."""
-    registry = get_registry()
-    items = []
-    for name, cls in registry.classes("operators").items():
-        info = registry.provider("operators", name)
-        items.append({"name": name, "description": cls.description, "capability": cls.capability,
-                      "plugin": info.distribution if info else None, "options": _options(cls.all_options())})
-    _show(items, as_json, "capability")
+    _show(_items("operators", lambda cls: {"capability": cls.capability, "options": _options(cls.all_options())}),
+          as_json, "capability")
 
 
 @click.command("servings")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def servings_cmd(as_json: bool) -> None:
     """List the model backends (servings), their capabilities and options."""
+    _show(_items("servings", lambda cls: {"capabilities": sorted(cls.capabilities), "options": _options(cls.options)}),
+          as_json, "capabilities")
+
+
+def _items(kind: str, details: Callable[[type], dict]) -> list[dict]:
+    """One listing entry per registered class of ``kind``: name, description, plugin, details."""
     registry = get_registry()
     items = []
-    for name, cls in registry.classes("servings").items():
-        info = registry.provider("servings", name)
-        items.append({"name": name, "description": cls.description, "capabilities": sorted(cls.capabilities),
-                      "plugin": info.distribution if info else None, "options": _options(cls.options)})
-    _show(items, as_json, "capabilities")
+    for name, cls in registry.classes(kind).items():
+        info = registry.provider(kind, name)
+        items.append({"name": name, "description": cls.description,
+                      "plugin": info.distribution if info else None, **details(cls)})
+    return items
 
 
 def _show(items: list[dict], as_json: bool, extra: str) -> None:

@@ -84,6 +84,14 @@ def save_image(image: GeneratedImage, path: Path) -> None:
         log.debug("no thumbnail for %s: %s", path, exc)
 
 
+# Options both image operators take (after their own input and output fields).
+_COMMON_OPTIONS = (
+    Option("images_per_prompt", int, None, "images per prompt or instruction, each with its own seed "
+           "(default: the serving's num_images_per_prompt, else 1)"),
+    Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
+)
+
+
 class _ImageOperator(Operator):
     """What generate-images and edit-images share: seeds, saving, the output shape."""
 
@@ -195,9 +203,7 @@ class GenerateImages(_ImageOperator):
                "or a DataFlow-MM conversations list"),
         Option("output_key", str, "image", "field to write the image path (or list of paths) to; "
                "provenance goes to <output_key>_meta"),
-        Option("images_per_prompt", int, None, "images per prompt, each with its own seed "
-               "(default: the serving's num_images_per_prompt, else 1)"),
-        Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
+        *_COMMON_OPTIONS,
     )
 
     def _request(self, prompt: str, seeds: list[int], negative: str | None, inputs: dict) -> ImageRequest:
@@ -228,9 +234,7 @@ class EditImages(_ImageOperator):
                "rows without one are edited without a mask"),
         Option("output_key", str, "edited_image", "field to write the edited image path (or list) to; "
                "provenance goes to <output_key>_meta"),
-        Option("images_per_prompt", int, None, "edited images per instruction, each with its own seed "
-               "(default: the serving's num_images_per_prompt, else 1)"),
-        Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
+        *_COMMON_OPTIONS,
     )
 
     def _inputs(self, row: dict, ctx: StepContext) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from pixmill.http.media import decode_base64, decode_data_url, sniff_image
 
@@ -93,26 +93,22 @@ def _ref_from_string(value: str) -> list[ImageRef]:
 def _from_text(text: str) -> tuple[list[ImageRef], str]:
     refs: list[ImageRef] = []
 
-    def take_data_url(match: re.Match) -> str:
-        data = decode_data_url(match.group(0))
-        if data and sniff_image(data):
-            refs.append(data)
-            return ""
-        return match.group(0)
+    def taker(decode: Callable[[str], bytes | None]) -> Callable[[re.Match], str]:
+        """A substitution that moves a decodable image out of the text into ``refs``."""
+        def take(match: re.Match) -> str:
+            data = decode(match.group(0))
+            if data and sniff_image(data):
+                refs.append(data)
+                return ""
+            return match.group(0)
+        return take
 
-    text = _DATA_URL.sub(take_data_url, text)
+    text = _DATA_URL.sub(taker(decode_data_url), text)
     for match in _MD_IMAGE_URL.finditer(text):
         refs.append(match.group(1))
     text = _MD_IMAGE_URL.sub("", text)
 
-    def take_b64(match: re.Match) -> str:
-        data = decode_base64(match.group(0))
-        if data and sniff_image(data):
-            refs.append(data)
-            return ""
-        return match.group(0)
-
-    text = _BARE_B64.sub(take_b64, text)
+    text = _BARE_B64.sub(taker(decode_base64), text)
     text = re.sub(r"!\[[^\]]*\]\(\s*\)", "", text)  # Markdown shells left by removed data URLs
     return refs, re.sub(r"\s+", " ", text).strip()
 
