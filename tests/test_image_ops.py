@@ -50,6 +50,9 @@ class PaintServing(Serving):
     def devices(self) -> list[str]:
         return [d for d in (self.config["devices"] or "").split(",") if d]
 
+    def images_per_prompt(self) -> int | None:
+        return self.config["num_images_per_prompt"]
+
     def use_device(self, device: str) -> None:
         self.device = device
 

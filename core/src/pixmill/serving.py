@@ -138,6 +138,17 @@ class Serving:
         """
         return []
 
+    def images_per_call(self) -> int | None:
+        """How many images one model call should make (the image operators size their batches to
+        fill it), or ``None`` for no preference (one operator batch per call). Local models pick
+        this from the model and device; HTTP servings leave it to their concurrency."""
+        return None
+
+    def images_per_prompt(self) -> int | None:
+        """The serving's own default number of images per prompt, or ``None`` (the operator's
+        ``--images-per-prompt`` wins over it)."""
+        return None
+
     def use_device(self, device: str) -> None:
         """Called in a worker process before :meth:`load`: this replica runs on ``device``.
 

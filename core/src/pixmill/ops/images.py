@@ -101,7 +101,7 @@ class _ImageOperator(Operator):
     def images_per_prompt(self) -> int:
         n = self.config.get("images_per_prompt")
         if n is None and self.serving is not None:
-            n = self.serving.config.get("num_images_per_prompt")
+            n = self.serving.images_per_prompt()
         return max(1, int(n or 1))
 
     @property
@@ -110,7 +110,7 @@ class _ImageOperator(Operator):
         per model call), else one row."""
         if self.config.get("batch_size"):
             return int(self.config["batch_size"])
-        per_call = self.serving.config.get("batch_size") if self.serving is not None else None
+        per_call = self.serving.images_per_call() if self.serving is not None else None
         if per_call:
             return max(1, int(per_call) // self.images_per_prompt)
         return self.default_batch_size

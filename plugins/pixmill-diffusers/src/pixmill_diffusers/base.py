@@ -104,6 +104,12 @@ class DiffusersServing(Serving):
     def devices(self) -> list[str]:
         return parse_devices(self.config.get("devices"))
 
+    def images_per_call(self) -> int | None:
+        return self.config.get("batch_size")
+
+    def images_per_prompt(self) -> int | None:
+        return self.config.get("num_images_per_prompt")
+
     def use_device(self, device: str) -> None:
         self._device = device
 

@@ -32,6 +32,9 @@ class ImageHTTPServing(OpenAICompatibleServing):
             # work redone after a crash small.
             self.config["batch_size"] = max(1, min(8, int(self.config["concurrency"]) // 4))
 
+    def images_per_call(self) -> int | None:
+        return self.config["batch_size"]
+
     def unload(self) -> None:
         downloads, self._downloads = self._downloads, None
         if downloads is not None:
