@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import PixmillError
 
 # Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
-_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys")
+_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys", "gc")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
