@@ -15,6 +15,7 @@ from .operator import Operator
 from .plugins import Registry, get_registry
 from .progress import Progress
 from .rows import ID_KEY
+from .serving import check_servings
 from .runner import Runner, StepResult, write_summary
 from .store import Store
 
@@ -234,9 +235,7 @@ def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[S
     store = registry.get_store(spec.store)()
     executor = registry.get_executor(spec.executor)(**spec.executor_options)
     operators = build_operators(registry, spec)
-    for op in operators:
-        if op.serving is not None:
-            op.serving.check()
+    check_servings(op.serving for op in operators if op.serving is not None)
     reader = input_reader(registry, spec.input)
     with Runner(spec.out, store, executor, seed=spec.seed, retry_failed=spec.retry_failed,
                 progress=progress) as runner:
