@@ -179,7 +179,7 @@ def _run(ctx: click.Context, steps: list[StepSpec], input_path: Path | None, out
         spec.override(target, value)
     if dry_run:
         operators = build_operators(get_registry(), spec)
-        click.echo(spec.to_yaml(operators, relative_to=Path.cwd(), out_as_given=True), nl=False)
+        click.echo(spec.to_yaml(operators, out_as_given=True), nl=False)
         return
     results = run_pipeline(spec, progress=make_progress(quiet=quiet))
     _print_summary(spec, results, quiet)
