@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("PIXMILL_DEBUG", "") not in ("", "0")
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="pixmill", standalone_mode=False)
+        code = group.main(args=argv, prog_name="pixmill", standalone_mode=False)
+        if isinstance(code, int):  # click returns ctx.exit()'s code instead of exiting
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
