@@ -250,8 +250,7 @@ class EditImages(_ImageOperator):
     prompt_fields = INSTRUCTION_FIELDS
 
     def fields_read(self) -> list[tuple[str, ...]]:
-        needed = [*super().fields_read(), (self.config["image_key"],)]
-        return needed + ([(self.config["mask_key"],)] if self.config["mask_key"] else [])
+        return [*super().fields_read(), (self.config["image_key"],)]  # a mask is optional per row
 
     def _inputs(self, row: dict, ctx: StepContext) -> dict:
         return {"images": self._load_images(row, ctx), "mask": self._load_mask(row, ctx)}
