@@ -186,3 +186,18 @@ def test_interleaved_parts_merge_in_order_for_every_store(tmp_path, store):
         runner.run_source(inp, reader=JsonlStore())
         runner.run_step(Slow(rows=30))
     assert [r["id"] for r in Run(tmp_path / "run").rows()] == [str(i) for i in range(30)]
+
+
+def test_python_api_checks_every_serving_before_the_first_step(tmp_path):
+    script = tmp_path / "pipeline.py"
+    script.write_text(textwrap.dedent(f"""
+        from pixmill import Storage, get_operator, get_serving
+        images = get_serving("openai-images", api_key_env="PIXMILL_TEST_NO_SUCH_KEY")  # made first, used last
+        with Storage(input={str(EXAMPLES / "text2image" / "prompts.jsonl")!r}, out={str(tmp_path / "run")!r}) as s:
+            get_operator("head")(n=2).run(s.step())
+            get_operator("generate-images")(serving=images).run(s.step())
+    """), encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in __import__("os").environ.items() if "API_KEY" not in k})
+    assert proc.returncode != 0 and "PIXMILL_TEST_NO_SUCH_KEY" in proc.stderr
+    assert not (tmp_path / "run" / "01-head").exists(), "the failure came before the first step"
