@@ -32,8 +32,9 @@ def test_tutorial_plugin_is_discovered(installed):
 
 def test_tutorial_operator_runs_with_failures_recorded(installed, tmp_path):
     inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a red fox in snow"}, {"prompt": "fox"}, {"other": 1}])
-    run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "word-count", "--min-words", "2",
-            pythonpath=[installed], check=True)
+    proc = run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "word-count", "--min-words", "2",
+                   pythonpath=[installed])
+    assert proc.returncode == 3 and "2 rows failed" in proc.stderr  # finished, with failed rows
     rows = read_jsonl(next((tmp_path / "run" / "01-word-count").glob("part-*")))
     assert [(r["id"], r["words"]) for r in rows] == [("0", 5)]
     status = json.loads(run_cli("status", str(tmp_path / "run"), "--json", pythonpath=[installed], check=True).stdout)
