@@ -150,3 +150,34 @@ def test_hook_calls_go_through_pluggy_and_can_be_traced(tmp_path: Path):
     listing = json.loads(run_cli("plugins", pythonpath=[site], check=True).stdout)
     entry = next(p for p in listing if p.get("distribution") == "pixmill-shout")
     assert entry["registered"]["operators"] == ["shout"], "each registration keeps its distribution"
+
+
+ONE_FILE = '''
+from pixmill import Operator, Option, hookimpl
+
+class Exclaim(Operator):
+    name = "exclaim"
+    options = (Option("marks", int, 1, "how many"),)
+
+    def process(self, rows, ctx):
+        return [{**r, "text": r["text"] + "!" * self.config["marks"]} for r in rows]
+
+@hookimpl
+def register_operators(register):
+    register(Exclaim)
+'''
+
+
+def test_a_one_file_plugin_from_a_plugins_folder(tmp_path: Path):
+    folder = tmp_path / "my-plugins"
+    folder.mkdir()
+    (folder / "exclaim_op.py").write_text(ONE_FILE, encoding="utf-8")
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": "hi"}])
+    run_cli("--plugins-dir", str(folder), "run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"),
+            "exclaim", "--marks", "2", check=True)
+    from pixmill import Run
+
+    assert [r["text"] for r in Run(tmp_path / "run").rows()] == ["hi!!"]
+    listing = json.loads(run_cli("plugins", env={"PIXMILL_PLUGINS_DIR": str(folder)}, check=True).stdout)
+    entry = next(p for p in listing if p.get("name") == "exclaim_op")
+    assert entry["registered"]["operators"] == ["exclaim"] and entry["version"] == "local"

@@ -4,7 +4,9 @@ A broken plugin produces one warning naming its distribution and the fix; everyt
 working. ``PIXMILL_LOAD_PLUGINS`` (comma list of entry-point or distribution names; empty = none)
 limits what loads; the core's own entry point always loads. ``PIXMILL_STRICT_PLUGINS=1`` turns
 load warnings into errors, for plugin authors. ``PIXMILL_TRACE_PLUGINS=1`` prints every hook call
-(pluggy's tracing) to stderr.
+(pluggy's tracing) to stderr. ``PIXMILL_PLUGINS_DIR`` (folders separated by ``:``; the CLI's
+``--plugins-dir``) loads each ``*.py`` file there as a one-file plugin, for one-off operators that
+need no package.
 
 Hooks are called through pluggy's plugin manager (so hook ordering, tracing, monitoring and
 argument subsets work as pluggy documents), one plugin at a time, in pluggy's call order, so that
@@ -14,11 +16,13 @@ one name is an error raised when that name is used; everything else keeps workin
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -218,9 +222,33 @@ def load_registry(strict: bool | None = None) -> Registry:
             registry._fail(info, exc, strict)
             continue
         registry.add_plugin(module, info, strict=strict)
+    for path in plugin_files():
+        _load_file_plugin(registry, path, strict)
     if strict:
         registry.check_conflicts()
     return registry
+
+
+def plugin_files() -> list[Path]:
+    """The one-file plugins named by ``PIXMILL_PLUGINS_DIR``, in order."""
+    folders = [Path(p) for p in os.environ.get("PIXMILL_PLUGINS_DIR", "").split(os.pathsep) if p.strip()]
+    return [f for folder in folders for f in sorted(folder.glob("*.py")) if not f.name.startswith("_")]
+
+
+def _load_file_plugin(registry: Registry, path: Path, strict: bool) -> None:
+    # Imported by its file name from its folder (put on sys.path), so that worker processes, which
+    # inherit sys.path, can unpickle the classes it defines.
+    info = PluginInfo(name=path.stem, distribution=f"file {path}", version="local")
+    try:
+        folder = str(path.parent.resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        module = importlib.import_module(path.stem)
+    except Exception as exc:  # noqa: BLE001 - a broken file must not break pixmill
+        registry.plugins.append(info)
+        registry._fail(info, exc, strict)
+        return
+    registry.add_plugin(module, info, strict=strict)
 
 
 _registry: Registry | None = None
