@@ -41,7 +41,6 @@ def _doc(cls: Any) -> str:
 
 def render() -> str:
     import click
-
     from pixmill.cli import build_cli
     from pixmill.plugins import get_registry
 

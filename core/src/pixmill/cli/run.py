@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
-from ..options import Option
 from ..pipeline import PipelineSpec, StepSpec, build_operators, run_pipeline
 from ..plugins import get_registry
 from ..progress import make_progress
