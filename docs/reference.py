@@ -51,7 +51,7 @@ def render() -> str:
     for title, group, attr in sections:
         out += [f"## {title}", ""]
         for name, cls in sorted(registry.classes(group).items()):
-            opts = getattr(cls, attr)
+            opts = getattr(cls, attr, ())
             opts = opts() if callable(opts) else opts
             caps = getattr(cls, "capabilities", None)
             needs = getattr(cls, "capability", None)

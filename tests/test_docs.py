@@ -34,7 +34,7 @@ def _all_flags() -> set[str]:
     for group, attr in (("operators", "all_options"), ("servings", "options"), ("executors", "options"),
                         ("stores", "options")):
         for cls in registry.classes(group).values():
-            opts = getattr(cls, attr)
+            opts = getattr(cls, attr, ())
             flags |= {o.flag for o in (opts() if callable(opts) else opts)}
             flags |= {"--serving-" + o.flag[2:] for o in (opts() if callable(opts) else opts)}
 
