@@ -7,7 +7,8 @@
 - :func:`normalize_base_url`, :func:`make_client`: endpoint joining and client construction;
 - :mod:`pixmill.http.chat`, :mod:`pixmill.http.media`: chat messages and images on the wire.
 
-Nothing here imports ``openai`` at import time.
+Nothing here imports ``openai`` at import time. Its dependencies are the core's ``http`` extra
+(``pip install "pixmill[http]"``), which the HTTP plugins require.
 """
 
 from __future__ import annotations
