@@ -152,6 +152,7 @@ class DiffusersServing(Serving):
         self._place(pipe, device)
         if self.config.get("lora"):
             self._load_lora(pipe)
+        self.speed_up(pipe, device)
         if self.config.get("compile"):
             self._compile(pipe)
         self._device = device
@@ -162,6 +163,9 @@ class DiffusersServing(Serving):
 
     def configure(self, pipe: Any) -> None:
         """Adjust a freshly loaded pipeline (scheduler...) before it moves to its device."""
+
+    def speed_up(self, pipe: Any, device: str) -> None:
+        """Apply speed options to a placed pipeline, before it is compiled (subclasses)."""
 
     def _place(self, pipe: Any, device: str) -> None:
         cfg = self.config
@@ -179,6 +183,8 @@ class DiffusersServing(Serving):
             pipe.vae.enable_tiling()
         if cfg.get("vae_slicing"):
             pipe.vae.enable_slicing()
+        if cfg.get("attention_slicing"):
+            pipe.enable_attention_slicing()
 
     def _load_lora(self, pipe: Any) -> None:
         from pathlib import Path
@@ -198,12 +204,15 @@ class DiffusersServing(Serving):
 
         module = getattr(pipe, self.denoiser)
         backend = os.environ.get("PIXMILL_COMPILE_BACKEND", "inductor")
+        options: dict[str, Any] = {"backend": backend}
+        if self.config.get("compile_mode") and backend == "inductor":
+            options["mode"] = self.config["compile_mode"]
         if getattr(module, "_repeated_blocks", None):
             # Regional compilation: one compile of the repeated block, reused by all of them;
             # minutes faster to warm up than compiling the whole transformer.
-            module.compile_repeated_blocks(fullgraph=True, backend=backend)
+            module.compile_repeated_blocks(fullgraph=True, **options)
         else:
-            module.compile(backend=backend)
+            module.compile(**options)
         log.info("%s: compiled the %s (backend %s); the first batch includes the compile time",
                  self.name, self.denoiser, backend)
 
