@@ -74,6 +74,9 @@ class FluxKontextServing(FluxServing):
                "(default: such rows fail)", choices=COMBINE),
     )
 
+    def default_pixels(self) -> int:
+        return int(self.config.get("max_area") or super().default_pixels())
+
     def budget(self, req: EditRequest) -> int:
         if self.config.get("max_area"):
             return int(self.config["max_area"])
