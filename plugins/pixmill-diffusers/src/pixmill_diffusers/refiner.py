@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,10 @@ def load_refiner(base: Any, config: dict[str, Any], torch_dtype: Any) -> Any:
         for name in _SHAREABLE:
             if _same_architecture(Path(where), name, getattr(base, name, None)):
                 kwargs[name] = getattr(base, name)
-    refiner = AutoPipelineForImage2Image.from_pretrained(where, torch_dtype=torch_dtype, **kwargs)
+    with warnings.catch_warnings():
+        # diffusers 0.42 renamed torch_dtype to dtype; older releases know only torch_dtype.
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        refiner = AutoPipelineForImage2Image.from_pretrained(where, torch_dtype=torch_dtype, **kwargs)
     if "denoising_start" not in inspect.signature(type(refiner).__call__).parameters:
         raise ConfigError(f"refiner {config['refiner']} ({type(refiner).__name__}) cannot start part-way",
                           "pass an SDXL refiner, e.g. stabilityai/stable-diffusion-xl-refiner-1.0")
