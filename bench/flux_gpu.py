@@ -221,12 +221,12 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
 
     print(f"# {size}x{size}, {steps} steps, {dtype}, {device}, {n} images per variant")
-    print(f"{'variant':<24} {'s/image':>8} {'x plain':>8} {'peak GiB':>8} {'mean |diff|':>11}", flush=True)
+    print(f"{'variant':<30} {'s/image':>8} {'x plain':>8} {'peak GiB':>8} {'mean |diff|':>11}", flush=True)
     pipe.set_progress_bar_config(disable=True)
     time_plain(pipe, prompts[:1], size, steps, device)  # warm-up: kernels, allocator
     reset_peak()
     plain = time_plain(pipe, prompts, size, steps, device)
-    print(f"{'plain diffusers':<24} {plain:8.3f} {1.0:8.2f} {peak()} {'-':>11}", flush=True)
+    print(f"{'plain diffusers':<30} {plain:8.3f} {1.0:8.2f} {peak()} {'-':>11}", flush=True)
     eager_pixels = None
     with tempfile.TemporaryDirectory(prefix="pixmill-flux-bench-") as tmp:
         folder = Path(tmp)
@@ -235,7 +235,7 @@ def main() -> None:
             if speed.get("compile") and args.no_compile:
                 continue
             if speed.get("quantize") and fp8_ready(device):
-                print(f"{'pixmill ' + name:<24} {'skipped: ' + fp8_ready(device)}", flush=True)
+                print(f"{'pixmill ' + name:<30} {'skipped: ' + fp8_ready(device)}", flush=True)
                 continue
             op = pixmill_operator(pipe, size, steps, device, dtype, batch, **speed)
             started = time.perf_counter()
@@ -247,7 +247,7 @@ def main() -> None:
                 eager_pixels = pixels
             diff = float(abs(pixels - eager_pixels).mean())
             note = f"   (warm-up {warm:.0f}s)" if speed.get("compile") else ""
-            print(f"{'pixmill ' + name:<24} {seconds:8.3f} {seconds / plain:8.2f} {peak()} {diff:11.2f}{note}",
+            print(f"{'pixmill ' + name:<30} {seconds:8.3f} {seconds / plain:8.2f} {peak()} {diff:11.2f}{note}",
                   flush=True)
             undo_speed(pipe, speed)
 

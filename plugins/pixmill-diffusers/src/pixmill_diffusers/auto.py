@@ -14,7 +14,7 @@ from .base import DiffusersServing, Job
 from .checkpoint import UPSCALER_CLASSES, pipeline_class_name
 from .model_path import resolve_model
 from .options import COMMON_OPTIONS
-from .refiner import REFINER_OPTIONS, check_refiner, load_refiner, run_with_refiner
+from .refiner import REFINER_OPTIONS, check_refiner, denoising_split, load_refiner, run_with_refiner
 from .schedulers import checkpoint_scheduler_class, scheduler_class, scheduler_options
 from .sd_upscale import UPSCALE_OPTIONS, UpscaleMixin
 
@@ -129,7 +129,7 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
     def run_pipeline(self, group: tuple, kwargs: dict[str, Any]) -> Any:
         task = dict(group)["@task"]
         if task == "text2img" and self._refiner is not None:
-            return run_with_refiner(self.task_pipe(task), self._refiner, kwargs, self.config["denoising_split"])
+            return run_with_refiner(self.task_pipe(task), self._refiner, kwargs, denoising_split(self.config))
         return self.task_pipe(task)(**kwargs)
 
     def text_limit(self) -> tuple[Any, int] | None:
@@ -173,7 +173,7 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
             params["scheduler_options"] = scheduler_options(type(self.pipe.scheduler), self.config["scheduler_opt"])
         if task == "text2img" and self._refiner is not None:
             params.update(refiner=self.config["refiner"], refiner_pipeline=type(self._refiner).__name__,
-                          denoising_split=self.config["denoising_split"])
+                          denoising_split=denoising_split(self.config))
         return params
 
     def _refuse_upscaler(self, capability: str) -> None:

@@ -21,9 +21,10 @@ log = logging.getLogger("pixmill.diffusers")
 REFINER_OPTIONS = (
     Option("refiner", str, None, "SDXL refiner (hub id or folder) that finishes each text-to-image call from "
            "the base's latents, e.g. stabilityai/stable-diffusion-xl-refiner-1.0"),
-    Option("denoising_split", float, 0.8, "with --refiner: the fraction of the steps the base runs before "
-           "the refiner takes over"),
+    Option("denoising_split", float, None, "with --refiner: the fraction of the steps the base runs before "
+           "the refiner takes over (default 0.8)"),
 )
+DEFAULT_SPLIT = 0.8
 # Components the SDXL 1.0 base and refiner have in common: loaded once when their configs agree.
 _SHAREABLE = ("vae", "text_encoder_2")
 _ARCH_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
@@ -36,10 +37,17 @@ def refiner_config(config: dict[str, Any]) -> dict[str, Any]:
             "local_dir": config.get("local_dir")}
 
 
+def denoising_split(config: dict[str, Any]) -> float:
+    split = config.get("denoising_split")
+    return DEFAULT_SPLIT if split is None else float(split)
+
+
 def check_refiner(config: dict[str, Any]) -> None:
     if not config.get("refiner"):
+        if config.get("denoising_split") is not None:
+            raise ConfigError("--denoising-split is given without --refiner", "add --refiner MODEL, or drop it")
         return
-    split = config["denoising_split"]
+    split = denoising_split(config)
     if not 0.0 < split < 1.0:
         raise ConfigError(f"--denoising-split {split} is outside 0..1",
                           "give the fraction of steps the base runs, e.g. --denoising-split 0.8")
