@@ -52,7 +52,7 @@ def test_refiner_runs_are_deterministic_and_differ_from_the_base_alone(tmp_path,
     one = h.run(tmp_path, rows, [("generate-images", refined)], "one")
     two = h.run(tmp_path, rows, [("generate-images", refined)], "two")
     alone = h.run(tmp_path, rows, [("generate-images", base)], "alone")
-    for r1, r2, r3 in zip(one.rows, two.rows, alone.rows):
+    for r1, r2, r3 in zip(one.rows, two.rows, alone.rows, strict=True):
         p1, p2, p3 = (h.pixels(run.image(r["image"])) for run, r in ((one, r1), (two, r2), (alone, r3)))
         assert (p1 == p2).all()
         assert abs(p1 - p3).max() > 0

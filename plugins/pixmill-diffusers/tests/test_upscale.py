@@ -73,7 +73,7 @@ def test_sd_x4_upscaler_is_prompt_guided_seeded_and_sized(tmp_path, up_models, h
     assert meta["pipeline"] == "StableDiffusionUpscalePipeline" and meta["noise_level"] == 40
     assert meta["prompt"] == "a red fox 0" and meta["scale"] == 4
     two = h.run(tmp_path, rows, [("upscale-images", {**opts, "batch_size": 2})], "two")
-    for a, b in zip(one.rows, two.rows):  # same seeds, any batching: the same pixels
+    for a, b in zip(one.rows, two.rows, strict=True):  # same seeds, any batching: the same pixels
         assert abs(h.pixels(one.image(a["image"])) - h.pixels(two.image(b["image"]))).max() <= 1
     half = h.run(tmp_path, rows[:1], [("upscale-images", {**opts, "scale": 2})], "half")
     assert _sizes(half) == [(32, 24)]
