@@ -10,8 +10,6 @@ the ratio one-per-call / chosen (above 1: the default batching is faster).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -20,29 +18,17 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generate_overhead import pixmill_run  # noqa: E402
+from bench_generate_overhead import pixmill_run, tiny_flux_args, tiny_flux_inputs  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=128)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    import logging
-
-    logging.basicConfig(level=logging.ERROR)
+    args = tiny_flux_args(__doc__.splitlines()[0], 128).parse_args()
     from pixmill_diffusers.flux import FluxServing
-    from pixmill_diffusers.tiny import make_tiny
 
     with tempfile.TemporaryDirectory(prefix="pixmill-bench-") as tmp:
         root = Path(tmp)
-        model = make_tiny(root / "flux", "flux")
+        model, _, inp = tiny_flux_inputs(root, args.prompts)
         chosen = FluxServing(model=str(model), width=args.size, height=args.size, devices="cpu").images_per_call()
-        inp = root / "prompts.jsonl"
-        inp.write_text("".join(json.dumps({"prompt": f"a photo of object number {i}"}) + "\n"
-                               for i in range(args.prompts)))
         one, auto = [], []
         for r in range(args.rounds):
             one.append(pixmill_run(model, inp, 1, root / f"one{r}", args.size, args.steps))

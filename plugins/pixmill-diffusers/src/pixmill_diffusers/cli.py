@@ -27,4 +27,5 @@ def make_tiny_command(folder: str, kind: str, seed: int) -> None:
     from .tiny import make_tiny
 
     path = make_tiny(folder, kind, seed)
-    click.echo(f"wrote a tiny random-weight {kind} pipeline to {path} (its images are noise)")
+    what = "upscaler file" if kind == "esrgan" else "pipeline"
+    click.echo(f"wrote a tiny random-weight {kind} {what} to {path} (its images are noise)")
