@@ -53,10 +53,10 @@ def test_refiner_runs_are_deterministic_and_differ_from_the_base_alone(tmp_path,
     two = h.run(tmp_path, rows, [("generate-images", refined)], "two")
     alone = h.run(tmp_path, rows, [("generate-images", base)], "alone")
     for r1, r2, r3 in zip(one.rows, two.rows, alone.rows, strict=True):
-        p1, p2, p3 = (h.pixels(run.image(r["image"])) for run, r in ((one, r1), (two, r2), (alone, r3)))
+        p1, p2, p3 = (h.pixels(run.image(r["images"][0])) for run, r in ((one, r1), (two, r2), (alone, r3)))
         assert (p1 == p2).all()
         assert abs(p1 - p3).max() > 0
-        assert r1["image_meta"]["refiner"] == str(sdxl["sdxl-refiner"])
+        assert r1["images_meta"][0]["refiner"] == str(sdxl["sdxl-refiner"])
 
 
 def test_refiner_needs_a_base_that_can_stop_part_way(models, sdxl):
@@ -75,11 +75,11 @@ def test_scheduler_options_reach_the_scheduler_config_and_the_provenance(tmp_pat
             "devices": "cpu", "scheduler": "DPMSolverMultistepScheduler"}
     karras = {**opts, "scheduler_opt": ["use_karras_sigmas=true", "algorithm_type=dpmsolver++", "solver_order=2"]}
     run = h.run(tmp_path, rows, [("generate-images", karras)], "karras")
-    meta = run.rows[0]["image_meta"]
+    meta = run.rows[0]["images_meta"][0]
     assert meta["scheduler"] == "DPMSolverMultistepScheduler"
     assert meta["scheduler_options"] == {"use_karras_sigmas": True, "algorithm_type": "dpmsolver++", "solver_order": 2}
     plain = h.run(tmp_path, rows, [("generate-images", opts)], "plain")
-    assert abs(h.pixels(run.image(run.rows[0]["image"])) - h.pixels(plain.image(plain.rows[0]["image"]))).max() > 0
+    assert abs(h.pixels(run.image(run.rows[0]["images"][0])) - h.pixels(plain.image(plain.rows[0]["images"][0]))).max() > 0
 
     from pixmill_diffusers.auto import AutoDiffusersServing
 
@@ -120,5 +120,5 @@ def test_attention_slicing_slices_the_unet_attention_and_keeps_the_pixels(tmp_pa
     opts = {"serving": "diffusers", "model": str(models["sd"]), "steps": 2, "width": 32, "height": 32, "devices": "cpu"}
     sliced = h.run(tmp_path, rows, [("generate-images", {**opts, "attention_slicing": True})], "sliced")
     whole = h.run(tmp_path, rows, [("generate-images", opts)], "whole")
-    diff = abs(h.pixels(sliced.image(sliced.rows[0]["image"])) - h.pixels(whole.image(whole.rows[0]["image"])))
+    diff = abs(h.pixels(sliced.image(sliced.rows[0]["images"][0])) - h.pixels(whole.image(whole.rows[0]["images"][0])))
     assert diff.max() <= 1

@@ -83,14 +83,14 @@ def test_highres_fix_chain_generate_small_upscale_then_img2img(tmp_path, up_mode
     rows = [{"id": "a", "prompt": "a lighthouse at dusk"}]
     sd = {"serving": "diffusers", "model": str(up_models["sd"]), "devices": "cpu", "steps": 2}
     run = h.run(tmp_path, rows, [
-        ("generate-images", {**sd, "width": 32, "height": 32, "output_key": "images"}),
+        ("generate-images", {**sd, "width": 32, "height": 32}),
         ("upscale-images", {"serving": "esrgan", "model": str(up_models["compact"]), "devices": "cpu", "scale": 2}),
         ("edit-images", {**sd, "strength": 0.5, "input_key": "prompt"}),
     ])
     row = run.rows[0]
-    assert run.image(row["edited_image"]).size == (64, 64)
-    assert row["images_meta"]["source"]["serving"] == "diffusers"  # generated -> upscaled -> refined
-    assert row["edited_image_meta"]["task"] == "img2img"
+    assert run.image(row["edited_images"][0]).size == (64, 64)
+    assert row["images_meta"][0]["source"]["serving"] == "diffusers"  # generated -> upscaled -> refined
+    assert row["edited_images_meta"][0]["task"] == "img2img"
 
 
 def test_upscaler_checkpoint_through_generate_names_upscale_images(up_models):

@@ -47,6 +47,10 @@ class UpscaleImages(Operator):
                "(default: prompt, else conversations, when the row has one)"),
     )
 
+    def fields_read(self) -> list[tuple[str, ...]]:
+        key = self.config["image_key"]
+        return [(key,) if key else fields.RESULT_IMAGE_FIELDS]
+
     @property
     def batch_size(self) -> int:
         """Rows per batch: ``--batch-size``, else the serving's images per call, else one row."""
