@@ -19,7 +19,6 @@ IMAGE_EDIT = "image-edit"
 VISION_CHAT = "vision-chat"
 TEXT_LLM = "text-llm"
 UPSCALE = "upscale"
-CAPABILITIES = (TEXT_TO_IMAGE, IMAGE_EDIT, VISION_CHAT, TEXT_LLM, UPSCALE)
 
 
 @dataclass

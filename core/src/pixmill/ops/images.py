@@ -29,11 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
+from ..fields import (
+    EDITED_IMAGES,
+    GENERATED_IMAGES,
+    INSTRUCTION_FIELDS,
+    PROMPT_FIELDS,
+    SOURCE_IMAGES,
+    first_present,
+    meta_field,
+)
 from ..gallery.thumbs import write_sidecar
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
-from ..fields import (EDITED_IMAGES, GENERATED_IMAGES, INSTRUCTION_FIELDS, PROMPT_FIELDS, SOURCE_IMAGES,
-                      first_present, meta_field)
 from ..rows import ID_KEY, get_field, image_list, prompt_texts
 from ..serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest
 
