@@ -59,7 +59,8 @@ class Operator:
         if self.capability and serving is not None and self.capability not in serving.capabilities:
             raise ConfigError(
                 f"operator {self.name}: serving {serving.name!r} cannot do {self.capability!r}",
-                "choose a serving with that capability (see `pixmill servings`)",
+                serving.capability_hint(self.capability)
+                or "choose a serving with that capability (see `pixmill servings`)",
             )
 
     @classmethod

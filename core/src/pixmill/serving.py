@@ -18,6 +18,7 @@ TEXT_TO_IMAGE = "text-to-image"
 IMAGE_EDIT = "image-edit"
 VISION_CHAT = "vision-chat"
 TEXT_LLM = "text-llm"
+UPSCALE = "upscale"
 
 
 @dataclass
@@ -43,6 +44,19 @@ class EditRequest:
     negative_prompt: str | None = None
     width: int | None = None
     height: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UpscaleRequest:
+    """Upscaling: make ``image`` (a PIL image) ``scale`` times larger. ``prompt`` guides servings
+    that take one (the SD x4 upscaler); ``seed`` feeds those that add noise."""
+
+    image: Any
+    seed: int
+    scale: float | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,6 +126,7 @@ class Serving:
     - ``text-to-image``: :meth:`generate`
     - ``image-edit``: :meth:`edit`
     - ``vision-chat`` and ``text-llm``: :meth:`chat`
+    - ``upscale``: :meth:`upscale`
 
     ``parallel_batches`` tells the local executor how many batches may be in flight at once
     (an HTTP serving with ``--concurrency 32`` raises it; a GPU serving keeps 1).
@@ -144,6 +159,12 @@ class Serving:
 
         Called once in the main process; must not load weights. Default: nothing.
         """
+
+    def capability_hint(self, capability: str) -> str | None:
+        """Why this serving, as configured, cannot do ``capability``, and what can (shown when an
+        operator needs it); ``None`` for the generic hint. A serving whose capabilities depend on
+        its model (a checkpoint that is an upscaler, say) names the operator or serving to use."""
+        return None
 
     def devices(self) -> list[str]:
         """The devices to run one replica each on (``"cuda:0"``, ``"cpu"``...).
@@ -185,3 +206,8 @@ class Serving:
 
     def chat(self, requests: list[ChatRequest]) -> list[ChatOrError]:
         raise NotImplementedError(f"serving {self.name} cannot do {VISION_CHAT}")
+
+    def upscale(self, requests: list[UpscaleRequest]) -> list[ImagesOrError]:
+        """One entry per request: a one-image list (the larger image, with its provenance) or an
+        exception for a request that failed."""
+        raise NotImplementedError(f"serving {self.name} cannot do {UPSCALE}")

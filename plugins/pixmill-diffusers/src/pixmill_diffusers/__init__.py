@@ -2,8 +2,10 @@
 
 - ``flux``: FLUX.1 text-to-image (FluxPipeline)
 - ``flux-kontext``: FLUX.1 Kontext image editing (FluxKontextPipeline)
-- ``diffusers``: any other diffusers text-to-image, image-to-image or inpainting pipeline
-- ``pixmill diffusers make-tiny DIR --kind flux|flux-kontext|sd``: a tiny random-weight pipeline
+- ``diffusers``: any other diffusers text-to-image, image-to-image or inpainting pipeline, and the
+  SD x4 upscaler (``upscale-images``)
+- ``esrgan``: GAN upscalers (Real-ESRGAN, ESRGAN...) from a weights file, through spandrel
+- ``pixmill diffusers make-tiny DIR --kind KIND``: a tiny random-weight pipeline (or upscaler file)
   for smoke tests
 
 torch and diffusers are imported only when a serving loads, so ``pixmill --help`` stays fast.
@@ -19,12 +21,14 @@ __version__ = "0.1.0"
 @hookimpl
 def register_servings(register):
     from .auto import AutoDiffusersServing
+    from .esrgan import EsrganServing
     from .flux import FluxServing
     from .kontext import FluxKontextServing
 
     register(FluxServing)
     register(FluxKontextServing)
     register(AutoDiffusersServing)
+    register(EsrganServing)
 
 
 @hookimpl

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .tiny import KINDS
+from .tiny import EXTRA_KINDS, KINDS
 
 
 @click.group("diffusers")
@@ -14,8 +14,10 @@ def diffusers_group() -> None:
 
 @diffusers_group.command("make-tiny")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--kind", type=click.Choice(KINDS), default="flux", show_default=True,
-              help="pipeline to build: FluxPipeline, FluxKontextPipeline or StableDiffusionPipeline")
+@click.option("--kind", type=click.Choice(KINDS + EXTRA_KINDS), default="flux", show_default=True,
+              help="pipeline to build: FluxPipeline, FluxKontextPipeline, StableDiffusionPipeline; "
+                   "sdxl-base / sdxl-refiner (an SDXL pair for --refiner), sd-upscaler "
+                   "(StableDiffusionUpscalePipeline), esrgan (a Real-ESRGAN compact x4 .pth file in FOLDER)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the random weights")
 def make_tiny_command(folder: str, kind: str, seed: int) -> None:
     """Write a tiny random-weight pipeline to FOLDER, loadable with from_pretrained.
@@ -25,4 +27,5 @@ def make_tiny_command(folder: str, kind: str, seed: int) -> None:
     from .tiny import make_tiny
 
     path = make_tiny(folder, kind, seed)
-    click.echo(f"wrote a tiny random-weight {kind} pipeline to {path} (its images are noise)")
+    what = "upscaler file" if kind == "esrgan" else "pipeline"
+    click.echo(f"wrote a tiny random-weight {kind} {what} to {path} (its images are noise)")

@@ -8,6 +8,8 @@ from typing import Any
 from pixmill.serving import TEXT_TO_IMAGE, ImageRequest, ImagesOrError
 
 from .base import DiffusersServing, Job
+from .options import COMMON_OPTIONS, SPEED_OPTIONS
+from .speed import PIXEL_OPTIONS, apply_speed_options, check_speed_options
 
 
 class FluxServing(DiffusersServing):
@@ -20,6 +22,19 @@ class FluxServing(DiffusersServing):
     capabilities = frozenset({TEXT_TO_IMAGE})
     pipeline_class = "FluxPipeline"
     default_guidance = 3.5
+    options = (*COMMON_OPTIONS, *SPEED_OPTIONS)
+
+    def check(self) -> None:
+        super().check()
+        check_speed_options(self.config, self.devices() if self.config.get("quantize") else [])
+
+    def speed_up(self, pipe: Any, device: str) -> None:
+        apply_speed_options(pipe, self.config, device, self.denoiser)
+
+    def base_params(self) -> dict[str, Any]:
+        params = super().base_params()
+        params.update({k: self.config[k] for k in PIXEL_OPTIONS if self.config.get(k) is not None})
+        return params
 
     def load_pipeline(self, where: str, **kwargs: Any) -> Any:
         import diffusers
