@@ -8,6 +8,7 @@
         ledger.jsonl           the commit log: one line per committed part (row ids done / failed)
         part-000001.jsonl      committed rows (or .parquet)
         failed.jsonl           the rows that failed, with their reasons (rewritten at step end)
+        dropped.jsonl          the rows the operator dropped on purpose, with why (duplicates...)
         images/                files the step wrote
       01-template/ ...
 
@@ -38,6 +39,7 @@ from .store import Store, atomic_replace, fsync_dir, temp_path
 LEDGER = "ledger.jsonl"
 STEP_INFO = "step.json"
 FAILED = "failed.jsonl"
+DROPPED = "dropped.jsonl"
 MANIFEST = "manifest.json"
 
 
@@ -62,6 +64,7 @@ class StepState:
     parts: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     failed: dict[str, dict] = field(default_factory=dict)  # id -> {"reason", "row"}
+    dropped: dict[str, dict] = field(default_factory=dict)  # id -> {"id", "reason", ...info}
     rows: int = 0  # output rows committed
     commits: int = 0
     done_count: int = 0
@@ -125,6 +128,8 @@ class StepFolder:
                 state.failed.pop(rid, None)
         for fail in entry.get("failed", ()):
             state.failed[fail["id"]] = fail
+        for drop in entry.get("dropped", ()):
+            state.dropped[drop["id"]] = drop
         # Each input id is committed as done once (done ids are never offered again).
         state.done_count += len(done)
 
@@ -139,13 +144,17 @@ class StepFolder:
     def next_part_name(self, state: StepState) -> str:
         return f"part-{state.commits + 1:06d}{self.store.suffix}"
 
-    def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict]) -> None:
-        """Atomically commit a batch of results: part file first, then its ledger line."""
+    def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict],
+               dropped: list[dict] = ()) -> None:  # type: ignore[assignment]
+        """Atomically commit a batch of results: part file first, then its ledger line (which also
+        records the rows dropped on purpose, with their reasons)."""
         part = None
         if rows:
             part = self.next_part_name(state)
             self.store.write_part(self.path / part, rows)
         entry = {"part": part, "rows": len(rows), "done": done, "failed": failed, "time": round(time.time(), 3)}
+        if dropped:
+            entry["dropped"] = list(dropped)
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         with open(self.path / LEDGER, "a", encoding="utf-8") as fh:
             fh.write(line)
@@ -167,6 +176,17 @@ class StepFolder:
         from .builtins.jsonl_store import JsonlStore  # failure reports are always JSONL, for people
 
         JsonlStore().write_file(path, state.failed.values())
+
+
+    def write_dropped(self, state: StepState) -> None:
+        """``dropped.jsonl``: one line per row dropped on purpose (id, reason, info), for people."""
+        path = self.path / DROPPED
+        if not state.dropped:
+            path.unlink(missing_ok=True)
+            return
+        from .builtins.jsonl_store import JsonlStore
+
+        JsonlStore().write_file(path, state.dropped.values())
 
 
 class RunFolder:

@@ -22,7 +22,7 @@ from . import __version__
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
-from .operator import Failed, Operator
+from .operator import Dropped, Failed, Operator
 from .progress import Progress, make_progress
 from .rows import ID_KEY, child_id
 from .run_folder import RunFolder, StepFolder, StepState, write_json
@@ -74,8 +74,10 @@ _get_id = itemgetter(ID_KEY)
 _NONE = type(None)
 
 
-def _collect(batch: list[dict], outcomes: list, rows: list[dict], done: list[str], failed: list[dict]) -> int:
-    """Sort a batch's outcomes into output rows, done ids and failures; returns the failure count.
+def _collect(batch: list[dict], outcomes: list, rows: list[dict], done: list[str], failed: list[dict],
+             dropped: list[dict]) -> int:
+    """Sort a batch's outcomes into output rows, done ids, failures and recorded drops; returns the
+    failure count.
 
     The common cases (every row kept or dropped, ids untouched) run as bulk operations, which keeps
     the runner's own cost per row far below any operator's.
@@ -98,6 +100,9 @@ def _collect(batch: list[dict], outcomes: list, rows: list[dict], done: list[str
             done.append(rid)
         elif out is None:
             done.append(rid)
+        elif type(out) is Dropped:
+            done.append(rid)
+            dropped.append({"id": rid, "reason": out.reason, **out.info})
         elif isinstance(out, list):
             rows.extend({ID_KEY: child_id(rid, i), **{k: v for k, v in c.items() if k != ID_KEY}}
                         for i, c in enumerate(out))
@@ -328,6 +333,7 @@ class Runner:
             todo = (row for row in upstream_rows if row[ID_KEY] not in skip) if skip else upstream_rows
             self._execute(op, ctx, folder, state, chunked(todo, op.batch_size))
             folder.write_failed(state)
+            folder.write_dropped(state)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": True,
                                "done": state.done_count, "failed": len(state.failed), "rows": state.rows,
                                "seconds": round(info.get("seconds", 0.0) + time.monotonic() - started, 3)})
@@ -354,18 +360,19 @@ class Runner:
         rows: list[dict] = []
         done: list[str] = []
         failed: list[dict] = []
+        dropped: list[dict] = []
         last = last_result = time.monotonic()
 
         def flush() -> None:
-            nonlocal rows, done, failed, last
+            nonlocal rows, done, failed, dropped, last
             if rows or done or failed:
-                folder.commit(state, rows, done, failed)
-            rows, done, failed, last = [], [], [], time.monotonic()
+                folder.commit(state, rows, done, failed, dropped)
+            rows, done, failed, dropped, last = [], [], [], [], time.monotonic()
 
         with relaxed_gc():
             try:
                 for batch, outcomes in self.executor.map(StepTask(op, ctx), batches):
-                    n_failed = _collect(batch, outcomes, rows, done, failed)
+                    n_failed = _collect(batch, outcomes, rows, done, failed, dropped)
                     self.progress.advanced(len(batch) - n_failed, n_failed)
                     now = time.monotonic()
                     slow = now - last_result >= SLOW_BATCH_SECONDS

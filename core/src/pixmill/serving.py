@@ -17,7 +17,9 @@ TEXT_TO_IMAGE = "text-to-image"
 IMAGE_EDIT = "image-edit"
 VISION_CHAT = "vision-chat"
 TEXT_LLM = "text-llm"
-CAPABILITIES = (TEXT_TO_IMAGE, IMAGE_EDIT, VISION_CHAT, TEXT_LLM)
+IMAGE_TEXT_EMBEDDING = "image-text-embedding"  # CLIP / SigLIP: images and texts in one space
+MODERATION = "moderation"  # text safety classification (an OpenAI-compatible /moderations endpoint)
+CAPABILITIES = (TEXT_TO_IMAGE, IMAGE_EDIT, VISION_CHAT, TEXT_LLM, IMAGE_TEXT_EMBEDDING, MODERATION)
 
 
 @dataclass
@@ -87,8 +89,20 @@ class ChatResponse:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ModerationResult:
+    """The verdict on one text: ``flagged``, the categories that flagged it and every category's
+    score (0-1), as the moderation endpoint returned them."""
+
+    flagged: bool
+    categories: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
 ImagesOrError = Union[list[GeneratedImage], Exception]
 ChatOrError = Union[ChatResponse, Exception]
+ModerationOrError = Union[ModerationResult, Exception]
 
 
 class Serving:
@@ -98,6 +112,8 @@ class Serving:
     - ``text-to-image``: :meth:`generate`
     - ``image-edit``: :meth:`edit`
     - ``vision-chat`` and ``text-llm``: :meth:`chat`
+    - ``image-text-embedding``: :meth:`embed_images` and :meth:`embed_texts`
+    - ``moderation``: :meth:`moderate`
 
     ``parallel_batches`` tells the local executor how many batches may be in flight at once
     (an HTTP serving with ``--concurrency 32`` raises it; a GPU serving keeps 1).
@@ -170,3 +186,15 @@ class Serving:
 
     def chat(self, requests: list[ChatRequest]) -> list[ChatOrError]:
         raise NotImplementedError(f"serving {self.name} cannot do {VISION_CHAT}")
+
+    def embed_images(self, images: list[Any]) -> Any:
+        """L2-normalised embeddings of PIL images: an array of shape (len(images), dim)."""
+        raise NotImplementedError(f"serving {self.name} cannot do {IMAGE_TEXT_EMBEDDING}")
+
+    def embed_texts(self, texts: list[str]) -> Any:
+        """L2-normalised embeddings of texts, in the same space as :meth:`embed_images`."""
+        raise NotImplementedError(f"serving {self.name} cannot do {IMAGE_TEXT_EMBEDDING}")
+
+    def moderate(self, texts: list[str]) -> list[ModerationOrError]:
+        """One :class:`ModerationResult` (or Exception) per text, in order."""
+        raise NotImplementedError(f"serving {self.name} cannot do {MODERATION}")

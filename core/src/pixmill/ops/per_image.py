@@ -1,0 +1,94 @@
+"""The base of curation operators that measure every image of a row (image-stats, detect-nsfw,
+clip-score, aesthetic-score...).
+
+Such an operator reads the images of one field (``--image-key``, default: the row's newest images
+per :func:`pixmill.fields.result_image_field`), measures them a batch at a time, and writes the
+figures to ``--output-key``: one value when the row holds one image (a path, or a list of one), a
+list of values, in image order, when it holds several. A row whose image is missing or unreadable
+fails alone, with the file and field named; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import StepContext
+from ..fields import has_value, result_image_field
+from ..operator import Dropped, Failed, Operator, Outcome
+from ..options import Option
+from ..rows import ID_KEY, get_field, image_list
+
+IMAGE_KEY = Option("image_key", str, None, "field with the image(s) to measure (default: the row's newest "
+                   "images: edited_images, else images, else image)")
+
+
+def row_image_paths(row: dict, key: str | None) -> tuple[str, list[str], bool]:
+    """(field, image paths, whether the field holds a list) of a row, or ValueError naming the fix."""
+    rid = row.get(ID_KEY, "?")
+    field = key or result_image_field(row)
+    if field is None:
+        fields = ", ".join(k for k in row if k != ID_KEY)
+        raise ValueError(f"row {rid}: no image field (fields: {fields}); pass --image-key FIELD")
+    value = get_field(row, field)
+    if not has_value(value):
+        raise ValueError(f"row {rid}: field {field!r} holds no image path (did the step that makes it fail?)")
+    try:
+        paths = image_list(value)
+    except ValueError as exc:
+        raise ValueError(f"row {rid}: field {field!r}: {exc}") from None
+    return field, paths, isinstance(value, (list, tuple))
+
+
+class PerImageOperator(Operator):
+    """Measures each image of a row; subclasses implement :meth:`load` and :meth:`measure`.
+
+    ``load`` reads one image (raise ValueError naming the file to fail its row); ``measure`` gets
+    every loaded item of the batch with its row and returns one figure (or Exception) per item, so a
+    model sees the whole batch at once. :meth:`drop_reason` may drop a measured row on purpose
+    (recorded with its reason, see :class:`pixmill.operator.Dropped`).
+    """
+
+    default_batch_size = 64
+
+    def load(self, ctx: StepContext, path: str, field: str) -> Any:
+        raise NotImplementedError
+
+    def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    def drop_reason(self, row: dict, figure: Any) -> Dropped | None:
+        """A :class:`Dropped` for a row to drop, else None (default: keep every row)."""
+        return None
+
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        plans: list[Any] = []
+        item_rows: list[dict] = []
+        items: list[Any] = []
+        for row in rows:
+            try:
+                field, paths, as_list = row_image_paths(row, self.config.get("image_key"))
+                loaded = [self.load(ctx, p, field) for p in paths]
+            except ValueError as exc:
+                plans.append(Failed(str(exc)))
+                continue
+            plans.append((len(loaded), as_list and len(loaded) > 1))
+            items.extend(loaded)
+            item_rows.extend([row] * len(loaded))
+        figures = self.measure(item_rows, items) if items else []
+        out: list[Outcome] = []
+        cursor = 0
+        for row, plan in zip(rows, plans, strict=True):
+            if isinstance(plan, Failed):
+                out.append(plan)
+                continue
+            count, many = plan
+            mine = figures[cursor:cursor + count]
+            cursor += count
+            error = next((f for f in mine if isinstance(f, Exception)), None)
+            if error is not None:
+                out.append(Failed(f"row {row.get(ID_KEY, '?')}: {error}"))
+                continue
+            figure = mine if many else mine[0]
+            row[self.config["output_key"]] = figure  # rows are fresh copies read for this batch
+            out.append(self.drop_reason(row, figure) or row)
+        return out
