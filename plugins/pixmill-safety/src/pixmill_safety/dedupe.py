@@ -1,0 +1,167 @@
+"""``dedupe-images``: drop exact and near-duplicate images, keeping the first row in input order.
+
+Exact duplicates share the sha256 of their file bytes; near-duplicates (resized, re-encoded,
+slightly brightened copies) have perceptual hashes within ``--max-distance`` bits. Every row is
+compared with every row kept before it, across the whole step, through a :class:`HammingIndex`
+(multi-index hashing), not pairwise. Lives in this plugin, not the core, because the hashes need
+numpy and imagehash (which brings scipy and PyWavelets).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pixmill.context import StepContext
+from pixmill.operator import Dropped, Failed, Operator, Outcome
+from pixmill.ops.per_image import IMAGE_KEY, row_image_paths
+from pixmill.options import Option
+from pixmill.rows import ID_KEY
+
+from .hash_index import HammingIndex
+from .hashing import HASH_METHODS, file_hashes
+
+DEFAULT_MAX_DISTANCE = 10  # bits of 64: catches resized, JPEG q70 and brightened copies (docs/curation.md)
+
+
+class DedupeImages(Operator):
+    """Mark or drop rows whose image repeats an earlier row's, exactly or nearly.
+
+    Writes ``duplicate_of`` (the id of the kept row it copies, or null), ``duplicate_distance``
+    (Hamming bits between the perceptual hashes; 0 for an exact copy) and the hashes under
+    ``--hash-key`` (reused when a row already holds them, so a rerun or another threshold costs no
+    image reads). With ``--drop`` the duplicates leave the output, recorded with the id of their
+    original in the step's ``dropped.jsonl`` and the gallery. A row with several images is compared
+    by its first image.
+    """
+
+    name = "dedupe-images"
+    description = "exact and near-duplicate images (sha256 + perceptual hash within N bits); keeps the first"
+    options = (
+        IMAGE_KEY,
+        Option("max_distance", int, DEFAULT_MAX_DISTANCE, "largest Hamming distance (bits of 64) between "
+               "perceptual hashes that counts as a duplicate; 0 = identical hashes only"),
+        Option("hash", str, "phash", "perceptual hash: phash (DCT, robust to resizing and re-encoding) or dhash",
+               choices=HASH_METHODS),
+        Option("hash_key", str, "image_hashes", "field that caches the hashes ({sha256, phash|dhash})"),
+        Option("drop", bool, False, "drop duplicates (recorded in dropped.jsonl) instead of only marking them"),
+        Option("workers", int, None, "threads reading and hashing images (default: CPU count, at most 8)",
+               cache=False),
+    )
+    stateful = True
+    default_batch_size = 2000
+
+    def __init__(self, serving: Any = None, **options: Any):
+        super().__init__(serving, **options)
+        if not 0 <= self.config["max_distance"] <= 31:
+            from pixmill.errors import ConfigError
+
+            raise ConfigError(f"dedupe-images: --max-distance {self.config['max_distance']} is out of range",
+                              "pass a number of bits from 0 to 31 (default 10)")
+
+    # -- state ------------------------------------------------------------------------------------
+    def start(self, ctx: StepContext) -> None:
+        import numpy as np
+
+        self._index = HammingIndex(self.config["max_distance"])
+        self._ids: list[str] = []  # id of each code in the index, in order
+        self._by_sha: dict[str, str] = {}
+        if ctx.committed_rows is None or not ctx.committed_count:
+            return
+        method, hash_key = self.config["hash"], self.config["hash_key"]
+        codes = []
+        for row in ctx.committed_rows():
+            hashes = row.get(hash_key) or {}
+            if row.get("duplicate_of") is None and hashes.get(method):
+                self._by_sha.setdefault(hashes["sha256"], row[ID_KEY])
+                self._ids.append(row[ID_KEY])
+                codes.append(int(hashes[method], 16))
+        self._index.add(np.array(codes, dtype=np.uint64))
+
+    # -- hashing ----------------------------------------------------------------------------------
+    def _hashes(self, rows: list[dict], ctx: StepContext) -> list[dict | Failed]:
+        method, hash_key, key = self.config["hash"], self.config["hash_key"], self.config["image_key"]
+
+        def one(row: dict) -> dict | Failed:
+            cached = row.get(hash_key)
+            if isinstance(cached, dict) and cached.get("sha256") and cached.get(method):
+                return cached
+            try:
+                field, paths, _ = row_image_paths(row, key)
+            except ValueError as exc:
+                return Failed(str(exc))
+            path = paths[0]
+            resolved = ctx.resolve(path)
+            try:
+                return {**(cached if isinstance(cached, dict) else {}), **file_hashes(resolved, method)}
+            except FileNotFoundError:
+                return Failed(f"row {row.get(ID_KEY)}: image {path!r} in field {field!r} not found "
+                              f"(looked for {resolved})")
+            except Exception as exc:  # noqa: BLE001 - PIL raises several types for a bad file
+                return Failed(f"row {row.get(ID_KEY)}: image {path!r} in field {field!r} cannot be read: {exc}")
+
+        todo = [r for r in rows if not isinstance(r.get(hash_key), dict) or not r[hash_key].get(method)]
+        workers = self.config["workers"] or min(8, os.cpu_count() or 1)
+        if len(todo) < 8 or workers <= 1:
+            return [one(r) for r in rows]
+        with ThreadPoolExecutor(workers) as pool:  # PIL decodes and resizes without the GIL
+            return list(pool.map(one, rows))
+
+    # -- one batch --------------------------------------------------------------------------------
+    def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
+        import numpy as np
+
+        method = self.config["hash"]
+        hashes = self._hashes(rows, ctx)
+        good = [i for i, h in enumerate(hashes) if not isinstance(h, Failed)]
+        codes = np.array([int(hashes[i][method], 16) for i in good], dtype=np.uint64)
+        # Against every row kept in earlier batches...
+        prev_pos, prev_dist = self._index.nearest(codes)
+        # ...and against the rows of this batch kept before each one.
+        local = HammingIndex(self.config["max_distance"])
+        local.add(codes)
+        q, c, d = local.pairs(codes)
+        earlier = c < q
+        in_batch: dict[int, list[tuple[int, int]]] = {}
+        for qi, ci, di in zip(q[earlier].tolist(), c[earlier].tolist(), d[earlier].tolist()):
+            in_batch.setdefault(qi, []).append((di, ci))
+
+        verdicts: dict[int, tuple[str, int, bool] | None] = {}
+        kept_local: set[int] = set()
+        new_codes, new_ids = [], []
+        for j, i in enumerate(good):
+            row, sha = rows[i], hashes[i]["sha256"]
+            match: tuple[str, int, bool] | None = None  # (original id, distance, same bytes)
+            if sha in self._by_sha:
+                match = (self._by_sha[sha], 0, True)
+            else:
+                options = [(int(prev_dist[j]), int(prev_pos[j]), self._ids[int(prev_pos[j])])] if prev_pos[j] >= 0 else []
+                base = len(self._ids)
+                options += [(dist, base + ci, rows[good[ci]][ID_KEY])
+                            for dist, ci in in_batch.get(j, ()) if ci in kept_local]
+                if options:
+                    dist, _, original = min(options)  # closest; ties: the earliest kept row
+                    match = (original, dist, False)
+            verdicts[i] = match
+            if match is None:
+                kept_local.add(j)
+                self._by_sha.setdefault(sha, row[ID_KEY])
+                new_codes.append(int(codes[j]))
+                new_ids.append(row[ID_KEY])
+        self._index.add(np.array(new_codes, dtype=np.uint64))
+        self._ids.extend(new_ids)
+        return [self._outcome(rows[i], hashes[i], verdicts.get(i)) for i in range(len(rows))]
+
+    def _outcome(self, row: dict, hashes: Any, match: tuple[str, int, bool] | None) -> Outcome:
+        if isinstance(hashes, Failed):
+            return hashes
+        original, distance, exact = match if match else (None, None, False)
+        row[self.config["hash_key"]] = hashes
+        row["duplicate_of"] = original
+        row["duplicate_distance"] = distance
+        if match and self.config["drop"]:
+            how = "same file bytes" if exact else f"perceptual hashes {distance} bits apart"
+            return Dropped(f"duplicate of row {original} ({how})",
+                           {"duplicate_of": original, "duplicate_distance": distance})
+        return row
