@@ -110,6 +110,11 @@ class AestheticScore(_EmbeddingOperator):
 
         return Path(self.config["head"]).expanduser()
 
+    def start(self, ctx: StepContext) -> None:
+        dim = getattr(self.serving, "embedding_dim", None)
+        if dim is not None and dim != self._head.input_dim:  # one clear error, not one per row
+            self._head.score([[0.0] * dim])
+
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:
         scores = self._head.score(self.serving.embed_images(items))
         return [round(float(s), 4) for s in scores]

@@ -41,7 +41,16 @@ def make_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = 32, dim:
         projection_dim=dim,
     )
     torch.manual_seed(seed)
-    CLIPModel(config).save_pretrained(folder)
+    model = CLIPModel(config)
+    with torch.no_grad():
+        # Random towers give cosines around 0, which CLIPScore clips to 0 for half the pairs. Real
+        # CLIP puts every image and caption in one cone (cosines ~0.1-0.4): share the projection
+        # and a common offset before it, so scores are positive and still vary with image and text.
+        model.text_projection.weight.copy_(model.visual_projection.weight)
+        offset = torch.randn(32) * 2.0
+        model.vision_model.post_layernorm.bias.copy_(offset)
+        model.text_model.final_layer_norm.bias.copy_(offset)
+    model.save_pretrained(folder)
     CLIPImageProcessorPil(size={"shortest_edge": image_size},
                           crop_size={"height": image_size, "width": image_size}).save_pretrained(folder)
     return folder
