@@ -32,6 +32,9 @@ class AutoDiffusersServing(DiffusersServing):
                "(default: the pipeline's)"),
         Option("scheduler", str, None, "a diffusers scheduler class, e.g. EulerDiscreteScheduler, "
                "DPMSolverMultistepScheduler (default: the checkpoint's)"),
+        Option("safety_checker", bool, False, "keep the checkpoint's safety checker (SD 1.x/2.x) and record its "
+               "verdict per image as nsfw_detected in the provenance (flagged images come back black); "
+               "default: not loaded"),
     )
 
     def __init__(self, **options: Any):
@@ -61,7 +64,25 @@ class AutoDiffusersServing(DiffusersServing):
     def load_pipeline(self, where: str, **kwargs: Any) -> Any:
         from diffusers import DiffusionPipeline
 
+        index = DiffusionPipeline.load_config(where, **{k: v for k, v in kwargs.items()
+                                                       if k in ("revision", "cache_dir")})
+        has_checker = (index.get("safety_checker") or [None])[0] is not None
+        if self.config["safety_checker"] and not has_checker:
+            raise ConfigError(f"--safety-checker: {self.config['model']} has no safety checker",
+                              "drop --safety-checker, or filter images with detect-nsfw (pixmill-safety)")
+        if has_checker and not self.config["safety_checker"]:
+            kwargs.update(safety_checker=None, requires_safety_checker=False)  # never loaded: saves memory
         return DiffusionPipeline.from_pretrained(where, **kwargs)
+
+    def _call(self, group: tuple, chunk: list) -> list[Any]:
+        self._verdicts: list[Any] | None = None
+        images = super()._call(group, chunk)
+        if self.config["safety_checker"]:
+            verdicts = self._verdicts or [None] * len(chunk)
+            for job, flagged in zip(chunk, verdicts, strict=True):
+                # A fresh dict: the jobs of one request share their params dict.
+                job.params = {**job.params, "nsfw_detected": None if flagged is None else bool(flagged)}
+        return images
 
     def configure(self, pipe: Any) -> None:
         cls = self._scheduler_class()
@@ -86,7 +107,9 @@ class AutoDiffusersServing(DiffusersServing):
         return self._tasks[task]
 
     def run_pipeline(self, group: tuple, kwargs: dict[str, Any]) -> Any:
-        return self.task_pipe(dict(group)["@task"])(**kwargs)
+        output = self.task_pipe(dict(group)["@task"])(**kwargs)
+        self._verdicts = getattr(output, "nsfw_content_detected", None)
+        return output
 
     def text_limit(self) -> tuple[Any, int] | None:
         pipe = self.pipe
