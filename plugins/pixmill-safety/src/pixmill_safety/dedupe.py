@@ -22,7 +22,7 @@ from pixmill.rows import ID_KEY
 from .hash_index import HammingIndex
 from .hashing import HASH_METHODS, file_hashes
 
-DEFAULT_MAX_DISTANCE = 10  # bits of 64: catches resized, JPEG q70 and brightened copies (docs/curation.md)
+DEFAULT_MAX_DISTANCE = 6  # bits of 64: catches resized, JPEG q70 and brightened copies (docs/curation.md)
 
 
 class DedupeImages(Operator):
@@ -50,7 +50,7 @@ class DedupeImages(Operator):
                cache=False),
     )
     stateful = True
-    default_batch_size = 2000
+    default_batch_size = 10000
 
     def __init__(self, serving: Any = None, **options: Any):
         super().__init__(serving, **options)
@@ -58,7 +58,7 @@ class DedupeImages(Operator):
             from pixmill.errors import ConfigError
 
             raise ConfigError(f"dedupe-images: --max-distance {self.config['max_distance']} is out of range",
-                              "pass a number of bits from 0 to 31 (default 10)")
+                              "pass a number of bits from 0 to 31 (default 6)")
 
     # -- state ------------------------------------------------------------------------------------
     def start(self, ctx: StepContext) -> None:
@@ -112,12 +112,12 @@ class DedupeImages(Operator):
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         import numpy as np
 
-        method = self.config["hash"]
+        method, hash_key, drop = self.config["hash"], self.config["hash_key"], self.config["drop"]
         hashes = self._hashes(rows, ctx)
-        good = [i for i, h in enumerate(hashes) if not isinstance(h, Failed)]
+        good = [i for i, h in enumerate(hashes) if type(h) is not Failed]
         codes = np.array([int(hashes[i][method], 16) for i in good], dtype=np.uint64)
         # Against every row kept in earlier batches...
-        prev_pos, prev_dist = self._index.nearest(codes)
+        prev_pos, prev_dist = (p.tolist() for p in self._index.nearest(codes))
         # ...and against the rows of this batch kept before each one.
         local = HammingIndex(self.config["max_distance"])
         local.add(codes)
@@ -127,41 +127,36 @@ class DedupeImages(Operator):
         for qi, ci, di in zip(q[earlier].tolist(), c[earlier].tolist(), d[earlier].tolist()):
             in_batch.setdefault(qi, []).append((di, ci))
 
-        verdicts: dict[int, tuple[str, int, bool] | None] = {}
-        kept_local: set[int] = set()
-        new_codes, new_ids = [], []
+        by_sha, ids, base = self._by_sha, self._ids, len(self._ids)
+        kept = np.zeros(len(good), dtype=bool)
+        out: list[Outcome] = list(hashes)  # failures stay in place; the rest are replaced below
         for j, i in enumerate(good):
-            row, sha = rows[i], hashes[i]["sha256"]
-            match: tuple[str, int, bool] | None = None  # (original id, distance, same bytes)
-            if sha in self._by_sha:
-                match = (self._by_sha[sha], 0, True)
-            else:
-                options = [(int(prev_dist[j]), int(prev_pos[j]), self._ids[int(prev_pos[j])])] if prev_pos[j] >= 0 else []
-                base = len(self._ids)
-                options += [(dist, base + ci, rows[good[ci]][ID_KEY])
-                            for dist, ci in in_batch.get(j, ()) if ci in kept_local]
+            row, found = rows[i], hashes[i]
+            row[hash_key] = found
+            original = by_sha.get(found["sha256"])
+            distance, exact = 0, original is not None
+            if original is None:
+                p, near = prev_pos[j], in_batch.get(j)
+                if p < 0 and near is None:  # the common case: nothing close, keep it
+                    kept[j] = True
+                    by_sha[found["sha256"]] = row[ID_KEY]
+                    row["duplicate_of"] = row["duplicate_distance"] = None
+                    out[i] = row
+                    continue
+                options = [(prev_dist[j], p, ids[p])] if p >= 0 else []
+                options += [(dist, base + ci, rows[good[ci]][ID_KEY]) for dist, ci in near or () if kept[ci]]
                 if options:
-                    dist, _, original = min(options)  # closest; ties: the earliest kept row
-                    match = (original, dist, False)
-            verdicts[i] = match
-            if match is None:
-                kept_local.add(j)
-                self._by_sha.setdefault(sha, row[ID_KEY])
-                new_codes.append(int(codes[j]))
-                new_ids.append(row[ID_KEY])
-        self._index.add(np.array(new_codes, dtype=np.uint64))
-        self._ids.extend(new_ids)
-        return [self._outcome(rows[i], hashes[i], verdicts.get(i)) for i in range(len(rows))]
+                    distance, _, original = min(options)  # closest; ties: the earliest kept row
+                else:
+                    kept[j] = True
+                    by_sha[found["sha256"]] = row[ID_KEY]
+            row["duplicate_of"], row["duplicate_distance"] = original, (distance if original is not None else None)
+            out[i] = self._drop(row, original, distance, exact) if original is not None and drop else row
+        self._index.add(codes[kept])
+        ids.extend(rows[good[j]][ID_KEY] for j in np.flatnonzero(kept).tolist())
+        return out
 
-    def _outcome(self, row: dict, hashes: Any, match: tuple[str, int, bool] | None) -> Outcome:
-        if isinstance(hashes, Failed):
-            return hashes
-        original, distance, exact = match if match else (None, None, False)
-        row[self.config["hash_key"]] = hashes
-        row["duplicate_of"] = original
-        row["duplicate_distance"] = distance
-        if match and self.config["drop"]:
-            how = "same file bytes" if exact else f"perceptual hashes {distance} bits apart"
-            return Dropped(f"duplicate of row {original} ({how})",
-                           {"duplicate_of": original, "duplicate_distance": distance})
-        return row
+    @staticmethod
+    def _drop(row: dict, original: str, distance: int, exact: bool) -> Dropped:
+        how = "same file bytes" if exact else f"perceptual hashes {distance} bits apart"
+        return Dropped(f"duplicate of row {original} ({how})", {"duplicate_of": original, "duplicate_distance": distance})
