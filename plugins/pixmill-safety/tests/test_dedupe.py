@@ -103,7 +103,7 @@ def test_index_agrees_with_all_pairs_on_random_codes():
                 got.append((-1, -1))
                 index.add(np.array([code], dtype=np.uint64))
                 kept_pos.append(j)
-        assert got == list(zip(want_pos.tolist(), want_dist.tolist())), d
+        assert got == list(zip(want_pos.tolist(), want_dist.tolist(), strict=True)), d
 
 
 KILL_SCRIPT = """

@@ -38,7 +38,7 @@ def test_batching_does_not_change_the_scores_and_detections_are_real():
     images = [np.asarray(scene(i, side=256)) for i in range(4)]
     one_by_one = [detector.detect([im])[0] for im in images]
     together = detector.detect(images)
-    for a, b in zip(one_by_one, together):
+    for a, b in zip(one_by_one, together, strict=True):
         assert [d["label"] for d in a] == [d["label"] for d in b]
         assert np.allclose([d["score"] for d in a], [d["score"] for d in b], atol=1e-3)
     # The model really runs: its raw output has one row per box candidate with 4 + 18 values.

@@ -54,7 +54,7 @@ class AestheticHead:
         for key in weights:
             bias = state.get(key[: -len("weight")] + "bias")
             layers.append((state[key], bias))
-        for (w1, _), (w2, _) in zip(layers, layers[1:]):
+        for (w1, _), (w2, _) in zip(layers, layers[1:], strict=False):
             if w1.shape[0] != w2.shape[1]:
                 raise ConfigError(f"aesthetic-score: {path}: layer shapes do not chain ({w1.shape} then {w2.shape})",
                                   "pass the predictor's own state dict, unmodified")

@@ -70,7 +70,7 @@ class ClipScore(_EmbeddingOperator):
                 prompts.append(exc)
         texts = sorted({p for p in prompts if isinstance(p, str)})
         images = self.serving.embed_images(items)
-        by_text = dict(zip(texts, self.serving.embed_texts(texts))) if texts else {}
+        by_text = dict(zip(texts, self.serving.embed_texts(texts), strict=True)) if texts else {}
         out: list[Any] = []
         for emb, prompt in zip(images, prompts, strict=True):
             if isinstance(prompt, Exception):

@@ -124,7 +124,7 @@ class DedupeImages(Operator):
         q, c, d = local.pairs(codes)
         earlier = c < q
         in_batch: dict[int, list[tuple[int, int]]] = {}
-        for qi, ci, di in zip(q[earlier].tolist(), c[earlier].tolist(), d[earlier].tolist()):
+        for qi, ci, di in zip(q[earlier].tolist(), c[earlier].tolist(), d[earlier].tolist(), strict=True):
             in_batch.setdefault(qi, []).append((di, ci))
 
         by_sha, ids, base = self._by_sha, self._ids, len(self._ids)

@@ -38,7 +38,7 @@ def _plan(d: int, scale: int) -> list[int]:
             continue
         r = d // m
         probes = [sum(comb(w, i) for i in range(r + 1)) for w in widths]
-        cost = sum(p * (1 + scale / 2**w) for p, w in zip(probes, widths))
+        cost = sum(p * (1 + scale / 2**w) for p, w in zip(probes, widths, strict=True))
         if best is None or cost < best[0]:
             best = (cost, widths)
     assert best is not None

@@ -73,7 +73,7 @@ class NudeNetDetector:
 
         if not images:
             return []
-        blobs, sides = zip(*(self.preprocess(im) for im in images))
+        blobs, sides = zip(*(self.preprocess(im) for im in images), strict=True)
         output = self.session.run(None, {self.input_name: np.concatenate(blobs)})[0]
         return [self._postprocess(output[i], sides[i], images[i].shape[:2]) for i in range(len(images))]
 

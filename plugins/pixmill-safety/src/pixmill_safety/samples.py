@@ -17,7 +17,7 @@ def scene(seed: int, side: int = 256) -> Any:
     top, bottom = [rnd.randrange(256) for _ in range(3)], [rnd.randrange(256) for _ in range(3)]
     for y in range(side):
         t = y / side
-        draw.line((0, y, side, y), fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+        draw.line((0, y, side, y), fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)))
     for _ in range(12):
         x0, y0 = rnd.randrange(side), rnd.randrange(side)
         x1, y1 = x0 + rnd.randrange(side // 12, side // 2), y0 + rnd.randrange(side // 12, side // 2)

@@ -63,7 +63,7 @@ def make_tiny_head(path: str | Path, dim: int = 32, seed: int = 0) -> Path:
     gen = torch.Generator().manual_seed(seed)
     shapes = [(16, dim), (8, 16), (1, 8)]
     state = {}
-    for n, (out_f, in_f) in zip((0, 2, 4), shapes):
+    for n, (out_f, in_f) in zip((0, 2, 4), shapes, strict=True):
         state[f"layers.{n}.weight"] = torch.randn(out_f, in_f, generator=gen) / in_f ** 0.5
         state[f"layers.{n}.bias"] = torch.randn(out_f, generator=gen) * 0.1 + (5.0 if out_f == 1 else 0.0)
     path = Path(path)
