@@ -100,6 +100,16 @@ class ModerationResult:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def release_cuda_memory() -> None:
+    """Return cached CUDA memory after a serving dropped its weights (no-op without a GPU or torch)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - a serving without torch has nothing to release
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 ImagesOrError = Union[list[GeneratedImage], Exception]
 ChatOrError = Union[ChatResponse, Exception]
 ModerationOrError = Union[ModerationResult, Exception]

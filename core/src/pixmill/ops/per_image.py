@@ -17,6 +17,7 @@ from ..fields import has_value, result_image_field
 from ..operator import Dropped, Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list
+from .regroup import per_row
 
 IMAGE_KEY = Option("image_key", str, None, "field with the image(s) to measure (default: the row's newest "
                    "images: edited_images, else images, else image)")
@@ -76,15 +77,11 @@ class PerImageOperator(Operator):
             item_rows.extend([row] * len(loaded))
         figures = self.measure(item_rows, items) if items else []
         out: list[Outcome] = []
-        cursor = 0
-        for row, plan in zip(rows, plans, strict=True):
+        for row, plan, mine, error in per_row(rows, plans, figures):
             if isinstance(plan, Failed):
                 out.append(plan)
                 continue
-            count, many = plan
-            mine = figures[cursor:cursor + count]
-            cursor += count
-            error = next((f for f in mine if isinstance(f, Exception)), None)
+            many = plan[1]
             if error is not None:
                 out.append(Failed(f"row {row.get(ID_KEY, '?')}: {error}"))
                 continue

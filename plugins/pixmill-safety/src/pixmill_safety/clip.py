@@ -14,7 +14,7 @@ from typing import Any
 
 from pixmill.errors import ConfigError
 from pixmill.options import Option
-from pixmill.serving import IMAGE_TEXT_EMBEDDING, Serving
+from pixmill.serving import IMAGE_TEXT_EMBEDDING, Serving, release_cuda_memory
 
 log = logging.getLogger("pixmill.safety.clip")
 
@@ -87,13 +87,7 @@ class ClipServing(Serving):
 
     def unload(self) -> None:
         self._model = self._tokenizer = self._processor = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        release_cuda_memory()
 
     @property
     def embedding_dim(self) -> int:
