@@ -169,24 +169,21 @@ class StepFolder:
             yield from self.store.read_part(self.path / part)
 
     def write_failed(self, state: StepState) -> None:
-        path = self.path / FAILED
-        if not state.failed:
-            path.unlink(missing_ok=True)
-            return
-        from .builtins.jsonl_store import JsonlStore  # failure reports are always JSONL, for people
-
-        JsonlStore().write_file(path, state.failed.values())
-
+        """``failed.jsonl``: the failed rows with their reasons."""
+        self._write_report(FAILED, state.failed)
 
     def write_dropped(self, state: StepState) -> None:
-        """``dropped.jsonl``: one line per row dropped on purpose (id, reason, info), for people."""
-        path = self.path / DROPPED
-        if not state.dropped:
+        """``dropped.jsonl``: one line per row dropped on purpose (id, reason, info)."""
+        self._write_report(DROPPED, state.dropped)
+
+    def _write_report(self, name: str, records: dict[str, dict]) -> None:
+        path = self.path / name
+        if not records:
             path.unlink(missing_ok=True)
             return
-        from .builtins.jsonl_store import JsonlStore
+        from .builtins.jsonl_store import JsonlStore  # reports are always JSONL, for people
 
-        JsonlStore().write_file(path, state.dropped.values())
+        JsonlStore().write_file(path, records.values())
 
 
 class RunFolder:
