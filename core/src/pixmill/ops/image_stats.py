@@ -14,7 +14,7 @@ from typing import Any
 from ..context import StepContext
 from ..operator import Dropped
 from ..options import Option
-from .per_image import IMAGE_KEY, PerImageOperator
+from .per_image import IMAGE_KEY, WORKERS, PerImageOperator
 
 # The Laplacian of 8-bit grayscale, shifted by 128 so PIL's 8-bit filter output keeps negative values.
 _LAPLACIAN = (0, 1, 0, 1, -4, 1, 0, 1, 0)
@@ -76,6 +76,7 @@ class ImageStats(PerImageOperator):
                "pixel figures (blur depends on scale: keep it fixed across a dataset)"),
         Option("blank_contrast", float, 4.0, "an image whose gray standard deviation is below this is blank"),
         Option("drop_blank", bool, False, "drop near-blank images (recorded in dropped.jsonl with the reason)"),
+        WORKERS,
     )
     default_batch_size = 256
 

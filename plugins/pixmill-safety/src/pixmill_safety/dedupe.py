@@ -15,7 +15,7 @@ from typing import Any
 
 from pixmill.context import StepContext
 from pixmill.operator import Dropped, Failed, Operator, Outcome
-from pixmill.ops.per_image import IMAGE_KEY, row_image_paths
+from pixmill.ops.per_image import IMAGE_KEY, WORKERS, row_image_paths
 from pixmill.options import Option
 from pixmill.rows import ID_KEY
 
@@ -46,8 +46,7 @@ class DedupeImages(Operator):
                choices=HASH_METHODS),
         Option("hash_key", str, "image_hashes", "field that caches the hashes ({sha256, phash|dhash})"),
         Option("drop", bool, False, "drop duplicates (recorded in dropped.jsonl) instead of only marking them"),
-        Option("workers", int, None, "threads reading and hashing images (default: CPU count, at most 8)",
-               cache=False),
+        WORKERS,
     )
     stateful = True
     default_batch_size = 10000

@@ -13,7 +13,7 @@ from typing import Any
 
 from pixmill.context import StepContext
 from pixmill.operator import Dropped
-from pixmill.ops.per_image import IMAGE_KEY, PerImageOperator
+from pixmill.ops.per_image import IMAGE_KEY, WORKERS, PerImageOperator
 from pixmill.options import Option
 
 # The classes of nudenet's 320n model, in output order.
@@ -119,6 +119,7 @@ class DetectNsfw(PerImageOperator):
         Option("boxes", bool, False, "also write the detection boxes"),
         Option("threads", int, None, "onnxruntime threads (default: CPU count, at most 8)", cache=False),
         Option("device", str, "cpu", "cpu, or cuda (needs onnxruntime-gpu)", cache=False),
+        WORKERS,
     )
     default_batch_size = 16
 
