@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from ..context import StepContext
-from ..fields import has_value, result_image_field
+from ..fields import RESULT_IMAGE_FIELDS, has_value, result_image_field
 from ..operator import Dropped, Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list
@@ -43,6 +43,12 @@ def row_image_paths(row: dict, key: str | None) -> tuple[str, list[str], bool]:
     return field, paths, isinstance(value, (list, tuple))
 
 
+def image_fields_read(key: str | None) -> list[tuple[str, ...]]:
+    """What an image-reading step needs (for the runner's field check): ``key``, else any of the
+    result image fields."""
+    return [(key,) if key else RESULT_IMAGE_FIELDS]
+
+
 class PerImageOperator(Operator):
     """Measures each image of a row; subclasses implement :meth:`load` and :meth:`measure`.
 
@@ -53,6 +59,9 @@ class PerImageOperator(Operator):
     """
 
     default_batch_size = 64
+
+    def fields_read(self) -> list[tuple[str, ...]]:
+        return image_fields_read(self.config.get("image_key"))
 
     def load(self, ctx: StepContext, path: str, field: str) -> Any:
         raise NotImplementedError

@@ -49,6 +49,10 @@ class CheckPrompts(Operator):
         ident["blocklists"] = {cat: p.pattern for cat, p in self._blocklist.patterns.items()}
         return ident
 
+    def fields_read(self) -> list[tuple[str, ...]]:
+        key = self.config["input_key"]
+        return [(key,) if key else PROMPT_FIELDS]
+
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         texts: list[str | Failed] = [self._text(row) for row in rows]
         asked = [t for t in texts if isinstance(t, str)]

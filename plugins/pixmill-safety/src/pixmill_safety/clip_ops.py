@@ -51,6 +51,10 @@ class ClipScore(_EmbeddingOperator):
         Option("drop_below", float, None, "drop rows whose score is below this (recorded in dropped.jsonl)"),
     )
 
+    def fields_read(self) -> list[tuple[str, ...]]:
+        key = self.config["prompt_key"]
+        return [*super().fields_read(), (key,) if key else PROMPT_FIELDS]
+
     def _prompt(self, row: dict) -> str:
         key = self.config["prompt_key"] or first_present(row, PROMPT_FIELDS)
         value = get_field(row, key) if key else None

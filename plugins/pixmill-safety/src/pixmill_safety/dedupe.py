@@ -17,7 +17,7 @@ from typing import Any
 from pixmill.context import StepContext
 from pixmill.operator import Dropped, Failed, Operator, Outcome
 from pixmill.ops.images import open_image
-from pixmill.ops.per_image import IMAGE_KEY, WORKERS, row_image_paths
+from pixmill.ops.per_image import IMAGE_KEY, WORKERS, image_fields_read, row_image_paths
 from pixmill.options import Option
 from pixmill.rows import ID_KEY
 from pixmill.serving import IMAGE_TEXT_EMBEDDING
@@ -68,6 +68,12 @@ class DedupeImages(Operator):
 
             raise ConfigError(f"dedupe-images: --max-distance {self.config['max_distance']} is out of range",
                               "pass a number of bits from 0 to 31 (default 6)")
+
+    def fields_read(self) -> list[tuple[str, ...]]:
+        return image_fields_read(self.config["image_key"])
+
+    def fields_written(self) -> list[str]:
+        return ["duplicate_of", "duplicate_distance", "duplicate_similarity", self.config["hash_key"]]
 
     # -- state ------------------------------------------------------------------------------------
     def start(self, ctx: StepContext) -> None:
