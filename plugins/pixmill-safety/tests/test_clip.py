@@ -3,29 +3,12 @@ from_pretrained."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from helpers import read_jsonl
 from PIL import Image
 from pixmill.errors import ConfigError
 from pixmill.pipeline import StepSpec
-from pixmill_safety.samples import scene
-from pixmill_safety.tiny import make_tiny_clip, make_tiny_head
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory) -> Path:
-    return make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
-
-
-@pytest.fixture
-def images(tmp_path) -> list[dict]:
-    rows = []
-    for i in range(6):
-        scene(i, side=96).save(tmp_path / f"img{i}.png")
-        rows.append({"prompt": f"a picture number {i}", "images": [f"img{i}.png"]})
-    return rows
+from pixmill_safety.tiny import make_tiny_head
 
 
 def test_scores_change_with_the_prompt_and_not_with_batch_size(tiny_clip, images, run_steps):

@@ -6,30 +6,15 @@ import pytest
 from helpers import read_jsonl
 from pixmill import get_serving
 from pixmill.pipeline import StepSpec
-from pixmill_safety.samples import scene
-from pixmill_safety.tiny import make_tiny_clip
 
 
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    return make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
-
-
-def _rows(folder) -> list[dict]:
-    rows = []
-    for i in range(6):
-        scene(i, side=96).save(folder / f"s{i}.png")
-        rows.append({"id": f"s{i}", "images": [f"s{i}.png"]})
-    return rows
-
-
-def test_similarity_threshold_decides_and_the_figure_is_the_cosine(tmp_path, run_steps, tiny_clip):
-    rows = _rows(tmp_path)
+def test_similarity_threshold_decides_and_the_figure_is_the_cosine(tmp_path, run_steps, tiny_clip, images):
+    rows = [{"id": r["id"], "images": r["images"]} for r in images]
     serving = get_serving("clip", model=str(tiny_clip))
     serving.load()
     from PIL import Image
 
-    emb = serving.embed_images([Image.open(tmp_path / f"s{i}.png").convert("RGB") for i in range(6)])
+    emb = serving.embed_images([Image.open(tmp_path / f"img{i}.png").convert("RGB") for i in range(6)])
     sims = emb @ emb.T
     # A threshold between the closest pair and the rest: exactly the later image of that pair goes.
     pairs = sorted(((sims[a, b], a, b) for a in range(6) for b in range(a)), reverse=True)
@@ -38,7 +23,7 @@ def test_similarity_threshold_decides_and_the_figure_is_the_cosine(tmp_path, run
     out, folder = run_steps(rows, [StepSpec("dedupe-images", {**step, "batch_size": 2})], name="two")
     _, later, earlier = pairs[0]
     dropped = read_jsonl(folder / "dropped.jsonl")
-    assert [d["id"] for d in dropped] == [f"s{later}"] and dropped[0]["duplicate_of"] == f"s{earlier}"
+    assert [d["id"] for d in dropped] == [f"img{later}"] and dropped[0]["duplicate_of"] == f"img{earlier}"
     assert dropped[0]["duplicate_similarity"] == pytest.approx(float(sims[later, earlier]), abs=1e-3)
     assert "CLIP similarity" in dropped[0]["reason"] and len(out) == 5
     # The same result when the pair meets inside one batch, and after a rerun.
@@ -48,6 +33,6 @@ def test_similarity_threshold_decides_and_the_figure_is_the_cosine(tmp_path, run
     assert again == out
 
 
-def test_without_a_serving_nothing_is_semantic(tmp_path, run_steps):
-    out, _ = run_steps(_rows(tmp_path), [StepSpec("dedupe-images", {"min_similarity": -1.0})])
+def test_without_a_serving_nothing_is_semantic(run_steps, images):
+    out, _ = run_steps(images, [StepSpec("dedupe-images", {"min_similarity": -1.0})])
     assert all(r["duplicate_of"] is None for r in out) and not any("duplicate_similarity" in r for r in out)
