@@ -22,6 +22,8 @@ VALID = {
     "categories": ["replace", "add"],
     "ratios": {"replace": 2, "add": 1},
     "categories_file": None,  # a file must exist: left at its default
+    "blocklist": None,  # files must exist: left at its default
+    "head": "<a file>",  # the aesthetic head is required: a real (tiny) one is written per test
     "base_url": "http://127.0.0.1:9/v1",
     "devices": "cpu",
     "size": "64x48",
@@ -67,6 +69,10 @@ def cases():
 def test_pipeline_yaml_rebuilds_every_step_with_the_same_key_and_options(tmp_path, operator, serving):
     registry = get_registry()
     options = values(registry.get_operator(operator).all_options())
+    if options.get("head") == VALID["head"]:
+        from pixmill_safety.tiny import make_tiny_head
+
+        options["head"] = str(make_tiny_head(tmp_path / "head.pth"))
     if serving is not None:
         options["serving"] = {"name": serving, **values(registry.get_serving(serving).options)}
     op = build_operator(registry, operator, options)

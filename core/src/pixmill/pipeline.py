@@ -194,6 +194,8 @@ def build_operator(registry: Registry, name: str, options: dict[str, Any]) -> Op
             raise ConfigError(f"operator {name} uses no model", "remove --serving and its options")
         return op_cls(**opts)
     matching = [n for n, c in registry.classes("servings").items() if op_cls.capability in c.capabilities]
+    if serving_spec is None and op_cls.serving_optional:
+        return op_cls(**opts)
     if serving_spec is None:
         raise ConfigError(f"operator {name} needs a serving that can do {op_cls.capability}",
                           f"pass --serving with one of: {', '.join(matching) or 'none installed'}")

@@ -8,6 +8,7 @@
         ledger.jsonl           the commit log: one line per committed part (row ids done / failed)
         part-000001.jsonl      committed rows (or .parquet)
         failed.jsonl           the rows that failed, with their reasons (rewritten at step end)
+        dropped.jsonl          the rows the operator dropped on purpose, with why (duplicates...)
         images/                files the step wrote
       01-template/ ...
 
@@ -48,6 +49,7 @@ STALE = ".stale"  # retired step folders, found again by key (see RunFolder.step
 LEDGER = "ledger.jsonl"
 STEP_INFO = "step.json"
 FAILED = "failed.jsonl"
+DROPPED = "dropped.jsonl"
 MANIFEST = "manifest.json"
 
 
@@ -73,6 +75,7 @@ class StepState:
     order: list[tuple[int, int, list[int] | None] | None] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     failed: dict[str, dict] = field(default_factory=dict)  # id -> {"reason", "row"}
+    dropped: dict[str, dict] = field(default_factory=dict)  # id -> {"id", "reason", ...info}
     rows: int = 0  # output rows committed
     commits: int = 0
     done_count: int = 0
@@ -137,6 +140,8 @@ class StepFolder:
                 state.failed.pop(rid, None)
         for fail in entry.get("failed", ()):
             state.failed[fail["id"]] = fail
+        for drop in entry.get("dropped", ()):
+            state.dropped[drop["id"]] = drop
         # Each input id is committed as done once (done ids are never offered again).
         state.done_count += len(done)
 
@@ -159,8 +164,9 @@ class StepFolder:
         return f"part-{state.commits + 1:06d}{self.store.suffix}"
 
     def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict],
-               positions: list[int] | None = None) -> None:
-        """Atomically commit a batch of results: part file first, then its ledger line.
+               positions: list[int] | None = None, dropped: list[dict] = ()) -> None:  # type: ignore[assignment]
+        """Atomically commit a batch of results: part file first, then its ledger line (which also
+        records the rows dropped on purpose, with their reasons).
 
         ``positions`` gives each row's upstream position (rows must be sorted by it; see the module
         docstring); without it the rows follow everything committed before them.
@@ -176,6 +182,8 @@ class StepFolder:
             entry = _encode_order(positions)
         entry = {"part": part, "rows": len(rows), **entry, "done": done, "failed": failed,
                  "time": round(time.time(), 3)}
+        if dropped:
+            entry["dropped"] = list(dropped)
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         with open(self.path / LEDGER, "a", encoding="utf-8") as fh:
             fh.write(line)
@@ -206,11 +214,19 @@ class StepFolder:
             yield next(pos_iter), rank, next(tie), row
 
     def write_failed(self, state: StepState) -> None:
-        path = self.path / FAILED
-        if not state.failed:
+        """``failed.jsonl``: the failed rows with their reasons."""
+        self._write_report(FAILED, state.failed)
+
+    def write_dropped(self, state: StepState) -> None:
+        """``dropped.jsonl``: one line per row dropped on purpose (id, reason, info)."""
+        self._write_report(DROPPED, state.dropped)
+
+    def _write_report(self, name: str, records: dict[str, dict]) -> None:
+        path = self.path / name
+        if not records:
             path.unlink(missing_ok=True)
             return
-        write_records(path, state.failed.values())
+        write_records(path, records.values())
 
 
 def _encode_order(positions: Any) -> dict[str, Any]:

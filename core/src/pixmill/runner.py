@@ -23,7 +23,7 @@ from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
 from .files import write_atomic, write_records
-from .operator import Failed, Operator
+from .operator import Dropped, Failed, Operator
 from .progress import Progress, make_progress
 from .rows import ID_KEY, child_id
 from .run_folder import RunFolder, StepFolder, StepState, write_json
@@ -76,9 +76,9 @@ _NONE = type(None)
 
 
 def _collect(batch: list[dict], positions: list[int], outcomes: list, rows: list[dict], row_pos: list[int],
-             done: list[str], failed: list[dict]) -> int:
-    """Sort a batch's outcomes into output rows (with their upstream positions), done ids and
-    failures; returns the failure count.
+             done: list[str], failed: list[dict], dropped: list[dict]) -> int:
+    """Sort a batch's outcomes into output rows (with their upstream positions), done ids, failures
+    and recorded drops; returns the failure count.
 
     The common cases (every row kept or dropped, ids untouched) run as bulk operations, which keeps
     the runner's own cost per row far below any operator's.
@@ -106,6 +106,9 @@ def _collect(batch: list[dict], positions: list[int], outcomes: list, rows: list
             done.append(rid)
         elif out is None:
             done.append(rid)
+        elif type(out) is Dropped:
+            done.append(rid)
+            dropped.append({"id": rid, "reason": out.reason, **out.info})
         elif isinstance(out, list):
             rows.extend({ID_KEY: child_id(rid, i), **{k: v for k, v in c.items() if k != ID_KEY}}
                         for i, c in enumerate(out))
@@ -346,6 +349,7 @@ class Runner:
                                "seconds": info.get("seconds", 0.0)})
             self._execute(op, ctx, folder, state, up_folder.iter_rows(up_state), skip)
             folder.write_failed(state)
+            folder.write_dropped(state)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": True,
                                "done": state.done_count, "failed": len(state.failed), "rows": state.rows,
                                "seconds": round(info.get("seconds", 0.0) + time.monotonic() - started, 3)})
@@ -386,21 +390,23 @@ class Runner:
         row_pos: list[int] = []
         done: list[str] = []
         failed: list[dict] = []
+        dropped: list[dict] = []
         last = last_result = time.monotonic()
 
         def flush() -> None:
-            nonlocal rows, row_pos, done, failed, last
+            nonlocal rows, row_pos, done, failed, dropped, last
             if rows or done or failed:
                 if any(b < a for a, b in zip(row_pos, row_pos[1:], strict=False)):  # batches finished out of order
                     order = sorted(range(len(rows)), key=row_pos.__getitem__)
                     rows, row_pos = [rows[i] for i in order], [row_pos[i] for i in order]
-                folder.commit(state, rows, done, failed, positions=row_pos)
-            rows, row_pos, done, failed, last = [], [], [], [], time.monotonic()
+                folder.commit(state, rows, done, failed, positions=row_pos, dropped=dropped)
+            rows, row_pos, done, failed, dropped, last = [], [], [], [], [], time.monotonic()
 
         with relaxed_gc():
             try:
                 for batch, outcomes in self.executor.map(StepTask(op, ctx), batches()):
-                    n_failed = _collect(batch, pos_of.pop(id(batch)), outcomes, rows, row_pos, done, failed)
+                    n_failed = _collect(batch, pos_of.pop(id(batch)), outcomes, rows, row_pos, done, failed,
+                                        dropped)
                     self.progress.advanced(len(batch) - n_failed, n_failed)
                     now = time.monotonic()
                     slow = now - last_result >= SLOW_BATCH_SECONDS

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 from ..fields import META_SUFFIX
 from ..rows import ID_KEY
 from ..store import atomic_replace, temp_path
+from .curation import FIGURE_LABELS, curation_of
 from .run_view import FAILED, FILTERED, OK, RunView, ViewRow, image_paths, relpath
 from .thumbs import Thumbnailer, ThumbStats
 
@@ -84,6 +85,7 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
         "steps": [s.as_dict() for s in view.step_summaries(filtered)],
         "counts": {OK: counts[OK], FAILED: counts[FAILED], FILTERED: counts[FILTERED]},
         "rows": records,
+        "figures": [label for label in FIGURE_LABELS if any(label in r.get("cu", {}) for r in records)],
     }
     html = _template().replace(DATA_MARK, _script_json(page), 1)
     tmp = temp_path(out)
@@ -131,6 +133,11 @@ def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path,
         rec["ra"] = rationale
     if extra:
         rec["x"] = extra
+    figures, flags = curation_of(row)
+    if figures:
+        rec["cu"] = figures
+    if flags:
+        rec["fl"] = flags
     return rec
 
 

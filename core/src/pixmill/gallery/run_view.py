@@ -182,10 +182,17 @@ class RunView:
                 filtered_counts[step.name] = len(dropped)
             if dropped:
                 reason = _drop_reason(step)
+                recorded = state.dropped  # drops the operator explained (duplicate_of, nsfw...)
                 prev = self.steps[k - 1]
                 for row in prev.iter_rows(self.state(prev)):
-                    if row.get(ID_KEY) in dropped:
-                        yield ViewRow(row, FILTERED, step.name, reason)
+                    rid = row.get(ID_KEY)
+                    if rid in dropped:
+                        why = recorded.get(rid)
+                        if why:
+                            info = {k: v for k, v in why.items() if k not in (ID_KEY, "reason")}
+                            yield ViewRow({**row, **info}, FILTERED, step.name, f"{reason}: {why.get('reason', '')}")
+                        else:
+                            yield ViewRow(row, FILTERED, step.name, reason)
 
     def _dropped_ids(self, step: StepFolder, state: StepState) -> set[str]:
         """Ids the step marked done but did not output (nor any child of: expanding operators

@@ -43,6 +43,7 @@ from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_texts
 from ..serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest
+from .regroup import per_row
 
 log = logging.getLogger("pixmill.ops.images")
 
@@ -167,15 +168,11 @@ class _ImageOperator(Operator):
         """Save the images of each row and build its output row (or its failure)."""
         out_key = self.config["output_key"]
         outcomes: list[Outcome] = []
-        cursor = 0
-        for row, plan in zip(rows, plans, strict=True):
+        for row, plan, row_results, error in per_row(rows, plans, results):
             if isinstance(plan, Failed):
                 outcomes.append(plan)
                 continue
             n_requests, as_list = plan
-            row_results = results[cursor:cursor + n_requests]
-            cursor += n_requests
-            error = next((r for r in row_results if isinstance(r, Exception)), None)
             if error is not None:
                 outcomes.append(Failed(_reason(error)))
                 continue

@@ -7,6 +7,9 @@ It speaks the parts of the API that pixmill's HTTP servings use, over real HTTP:
 - ``POST /v1/chat/completions``: text answers (LLMs), JSON answers, and image answers in every shape
   providers use (``message.images[].image_url.url``, data URLs in content parts, inline base64 in
   the text, image URLs), optionally streamed as server-sent events;
+- ``POST /v1/moderations``: OpenAI moderation answers (``results[]`` with ``flagged``,
+  ``categories`` and ``category_scores``), flagging texts that contain a word of
+  :data:`MODERATION_TERMS` (or the server's own ``moderation_terms``);
 - fault injection by request index, by prompt content or by probability with a seed: ``429`` with
   ``Retry-After``, ``500``, responses slower than the client's timeout, malformed JSON, answers with
   no image, ``400`` content refusals, dropped connections.
@@ -40,7 +43,10 @@ from typing import Any, Callable
 
 FAULTS = ("429", "500", "slow", "malformed", "no_image", "refusal", "disconnect")
 CHAT_IMAGE_SHAPES = ("images", "content_parts", "inline_text", "inline_raw", "url")
-ENDPOINTS = ("images/generations", "images/edits", "chat/completions")
+ENDPOINTS = ("images/generations", "images/edits", "chat/completions", "moderations")
+# What the fake moderation model flags: a text containing one of a category's words.
+MODERATION_TERMS = {"violence": ("kill", "blood", "gore"), "sexual": ("nude", "explicit"),
+                    "harassment": ("idiot",), "self-harm": ("self-harm",)}
 _SHAPE_TAG = re.compile(r"\[shape:([a-z_]+)\]")
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,([A-Za-z0-9+/=_-]+)")
 
@@ -128,14 +134,17 @@ class FakeOpenAIServer:
       a judge's tests return JSON verdicts;
     - ``api_key``: when set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose
       message echoes the key presented (as real providers do);
-    - ``log_path``: append one JSON line per answered request (for servers run as a script).
+    - ``log_path``: append one JSON line per answered request (for servers run as a script);
+    - ``moderation_terms``: ``{category: words}`` that ``/moderations`` flags (default
+      :data:`MODERATION_TERMS`).
     """
 
     def __init__(self, *, latency: float = 0.0, fault_rates: dict[str, float] | None = None, seed: int = 0,
                  rules: list[FaultRule] | None = None, retry_after: float = 0.05, slow_seconds: float = 5.0,
                  chat_image_shape: str = "images", images_response: str = "b64", image_side: int = 64,
                  max_image_side: int = 256, chat_handler: ChatHandler | None = None, api_key: str | None = None,
-                 log_path: str | None = None, host: str = "127.0.0.1", port: int = 0):
+                 log_path: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 moderation_terms: dict[str, tuple[str, ...]] | None = None):
         for kind in fault_rates or {}:
             if kind not in FAULTS:
                 raise ValueError(f"unknown fault {kind!r}; choose one of {', '.join(FAULTS)}")
@@ -153,6 +162,7 @@ class FakeOpenAIServer:
         self.chat_handler = chat_handler
         self.api_key = api_key
         self.log_path = log_path
+        self.moderation_terms = dict(moderation_terms or MODERATION_TERMS)
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, bytes] = {}
         # (path, Authorization header) of every GET /files/ download, to check keys stay home.
@@ -345,6 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, b'{"created": 1, "data": [{"b64_json": "iVBORw0KG', "application/json")
             if endpoint == "chat/completions":
                 return self._chat(rec)
+            if endpoint == "moderations":
+                return self._moderations(rec)
             return self._images(rec)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): nothing to do
             owner._finish(rec, 499)
@@ -396,6 +408,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"created": int(time.time()), "data": data,
                          "usage": {"input_tokens": 10, "output_tokens": 100, "total_tokens": 110}},
                    {"x-request-id": f"req_{rec.index}"})
+
+    def _moderations(self, rec: RecordedRequest) -> None:
+        owner, given = self.server_owner, rec.body.get("input")
+        texts = [given] if isinstance(given, str) else [str(t) for t in given or []]
+        results = []
+        for text in texts:
+            words = set(re.findall(r"[\w-]+", text.lower()))
+            hits = {cat: any(t in words for t in terms) for cat, terms in owner.moderation_terms.items()}
+            results.append({"flagged": any(hits.values()), "categories": hits,
+                            "category_scores": {c: 0.97 if hit else 0.01 for c, hit in hits.items()}})
+        owner._finish(rec, 200)
+        self._json(200, {"id": f"modr-{rec.index}", "model": rec.model or "omni-moderation-latest",
+                         "results": results})
 
     def _chat(self, rec: RecordedRequest) -> None:
         owner, body = self.server_owner, rec.body
@@ -529,6 +554,9 @@ def _parse_multipart(ctype: str, raw: bytes) -> tuple[dict[str, Any], list[bytes
 
 
 def _prompt_of(endpoint: str, body: dict[str, Any]) -> str:
+    if endpoint == "moderations":
+        given = body.get("input")
+        return given if isinstance(given, str) else "\n".join(map(str, given or []))
     if endpoint != "chat/completions":
         return str(body.get("prompt") or "")
     texts = []

@@ -43,6 +43,9 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
                "e.g. use_karras_sigmas=true, algorithm_type=dpmsolver++, timestep_spacing=trailing"),
         *REFINER_OPTIONS,
         *UPSCALE_OPTIONS,
+        Option("safety_checker", bool, False, "keep the checkpoint's safety checker (SD 1.x/2.x) and record its "
+               "verdict per image as nsfw_detected in the provenance (flagged images come back black); "
+               "default: not loaded"),
     )
 
     def __init__(self, **options: Any):
@@ -90,7 +93,25 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
     def load_pipeline(self, where: str, **kwargs: Any) -> Any:
         from diffusers import DiffusionPipeline
 
+        index = DiffusionPipeline.load_config(where, **{k: v for k, v in kwargs.items()
+                                                       if k in ("revision", "cache_dir")})
+        has_checker = (index.get("safety_checker") or [None])[0] is not None
+        if self.config["safety_checker"] and not has_checker:
+            raise ConfigError(f"--safety-checker: {self.config['model']} has no safety checker",
+                              "drop --safety-checker, or filter images with detect-nsfw (pixmill-safety)")
+        if has_checker and not self.config["safety_checker"]:
+            kwargs.update(safety_checker=None, requires_safety_checker=False)  # never loaded: saves memory
         return DiffusionPipeline.from_pretrained(where, **kwargs)
+
+    def _call(self, group: tuple, chunk: list) -> list[Any]:
+        self._verdicts: list[Any] | None = None
+        images = super()._call(group, chunk)
+        if self.config["safety_checker"]:
+            verdicts = self._verdicts or [None] * len(chunk)
+            for job, flagged in zip(chunk, verdicts, strict=True):
+                # A fresh dict: the jobs of one request share their params dict.
+                job.params = {**job.params, "nsfw_detected": None if flagged is None else bool(flagged)}
+        return images
 
     def configure(self, pipe: Any) -> None:
         cls = self._scheduler_class() or type(pipe.scheduler)
@@ -129,8 +150,11 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
     def run_pipeline(self, group: tuple, kwargs: dict[str, Any]) -> Any:
         task = dict(group)["@task"]
         if task == "text2img" and self._refiner is not None:
-            return run_with_refiner(self.task_pipe(task), self._refiner, kwargs, denoising_split(self.config))
-        return self.task_pipe(task)(**kwargs)
+            output = run_with_refiner(self.task_pipe(task), self._refiner, kwargs, denoising_split(self.config))
+        else:
+            output = self.task_pipe(task)(**kwargs)
+        self._verdicts = getattr(output, "nsfw_content_detected", None)
+        return output
 
     def text_limit(self) -> tuple[Any, int] | None:
         pipe = self.pipe
