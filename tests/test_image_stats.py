@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from helpers import read_jsonl, write_jsonl
+from helpers import read_jsonl, step_rows, write_jsonl
 from PIL import Image, ImageDraw, ImageFilter
 from pixmill.gallery.run_view import FILTERED, RunView
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
@@ -25,7 +25,7 @@ def _run(tmp_path: Path, rows: list[dict], **options) -> tuple[list[dict], Path]
     inp = write_jsonl(tmp_path / "in.jsonl", rows)
     results = run_pipeline(PipelineSpec(steps=[StepSpec("image-stats", options)], input=inp, out=tmp_path / "run"))
     folder = tmp_path / "run" / results[-1].folder
-    return [r for p in sorted(folder.glob("part-*")) for r in read_jsonl(p)], folder
+    return step_rows(tmp_path / "run"), folder
 
 
 def test_figures_match_what_the_files_hold(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import read_jsonl, write_jsonl
+from helpers import write_jsonl
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 
 
@@ -17,7 +17,9 @@ def run_steps(tmp_path: Path):
         inp = write_jsonl(tmp_path / f"{name}.jsonl", rows)
         results = run_pipeline(PipelineSpec(steps=steps, input=inp, out=tmp_path / name, **kw))
         folder = tmp_path / name / results[-1].folder
-        return [r for p in sorted(folder.glob("part-*")) for r in read_jsonl(p)], folder
+        from pixmill import Run
+
+        return list(Run(tmp_path / name).rows()), folder
 
     return run
 
