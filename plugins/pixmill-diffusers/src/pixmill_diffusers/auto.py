@@ -11,16 +11,19 @@ from pixmill.options import Option
 from pixmill.serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, ImageRequest, ImagesOrError
 
 from .base import DiffusersServing, Job
-from .options import COMMON_OPTIONS
+from .conditioning import ConditionedServing
+from .options import COMMON_OPTIONS, CONTROLNET_OPTIONS, IP_ADAPTER_OPTIONS
 
 _AUTO = {"text2img": "AutoPipelineForText2Image", "img2img": "AutoPipelineForImage2Image",
          "inpaint": "AutoPipelineForInpainting"}
 
 
-class AutoDiffusersServing(DiffusersServing):
+class AutoDiffusersServing(ConditionedServing, DiffusersServing):
     """Any diffusers checkpoint, loaded once with its own pipeline class; text-to-image, image-to-
     image (``edit-images`` without a mask) and inpainting (with ``--mask-key``) share its weights
-    through ``AutoPipeline*.from_pipe``. Options: docs/servings/diffusers.md."""
+    through ``AutoPipeline*.from_pipe``. With ``--controlnet`` the loaded pipeline becomes its
+    ControlNet variant (and so do the derived ones); ``--ip-adapter`` adds image prompts.
+    Options: docs/servings/diffusers.md."""
 
     name = "diffusers"
     description = "any diffusers pipeline (SD 1.5, SDXL, SD3...): text-to-image, image-to-image, inpainting"
@@ -32,6 +35,8 @@ class AutoDiffusersServing(DiffusersServing):
                "(default: the pipeline's)"),
         Option("scheduler", str, None, "a diffusers scheduler class, e.g. EulerDiscreteScheduler, "
                "DPMSolverMultistepScheduler (default: the checkpoint's)"),
+        *CONTROLNET_OPTIONS,
+        *IP_ADAPTER_OPTIONS,
     )
 
     def __init__(self, **options: Any):
@@ -41,6 +46,7 @@ class AutoDiffusersServing(DiffusersServing):
     def check(self) -> None:
         super().check()
         self._scheduler_class()
+        self.check_conditioning()
 
     def _scheduler_class(self) -> Any:
         name = self.config.get("scheduler")
@@ -59,14 +65,21 @@ class AutoDiffusersServing(DiffusersServing):
         return "unet" if getattr(self._pipe, "unet", None) is not None else "transformer"
 
     def load_pipeline(self, where: str, **kwargs: Any) -> Any:
-        from diffusers import DiffusionPipeline
+        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
-        return DiffusionPipeline.from_pretrained(where, **kwargs)
+        pipe = DiffusionPipeline.from_pretrained(where, **kwargs)
+        if self.controlnets:
+            # The ControlNet variant of the checkpoint's pipeline; the task pipelines derived from it
+            # (image-to-image, inpainting) are ControlNet pipelines too.
+            nets = self.controlnets.load(torch_dtype=kwargs["torch_dtype"])
+            pipe = AutoPipelineForText2Image.from_pipe(pipe, controlnet=nets)
+        return pipe
 
     def configure(self, pipe: Any) -> None:
         cls = self._scheduler_class()
         if cls is not None:
             pipe.scheduler = cls.from_config(pipe.scheduler.config)
+        self.ip_adapter.load_into(pipe, flux=type(pipe).__name__.startswith("Flux"))
 
     def unload(self) -> None:
         self._tasks.clear()
@@ -128,16 +141,17 @@ class AutoDiffusersServing(DiffusersServing):
         jobs: list[Any] = []
         for r, req in enumerate(requests):
             try:
-                prompt, cut, width, height = self.prepare(req.prompt, req.width, req.height)
+                prompt, cut, width, height = self.prepare(req.prompt, *self.sized_for_control(req))
+                cond = self.conditioning(req, self.task_pipe("text2img"))
             except Exception as exc:  # noqa: BLE001 - this request fails alone
                 jobs.append((r, exc))
                 continue
             negative = req.negative_prompt or self.config.get("negative_prompt")
             group = (("@task", "text2img"), ("@negative", bool(negative)), *shared.items(),
-                     ("height", height), ("width", width))
-            params = self._params("text2img", shared, prompt, cut, negative)
-            jobs += [Job(r, k, seed, group, self._job_inputs(prompt, negative), params)
-                     for k, seed in enumerate(req.seeds)]
+                     ("height", height), ("width", width), *cond.group)
+            params = {**self._params("text2img", shared, prompt, cut, negative), **cond.params}
+            jobs += [Job(r, k, seed, group, {**self._job_inputs(prompt, negative), **cond.inputs}, params,
+                         cond.shared) for k, seed in enumerate(req.seeds)]
         return self.run_jobs(jobs, len(requests), [len(r.seeds) for r in requests])
 
     def edit(self, requests: list[EditRequest]) -> list[ImagesOrError]:
@@ -155,13 +169,14 @@ class AutoDiffusersServing(DiffusersServing):
                 image = req.images[0]
                 width, height = self.sized(req.width or self.config.get("width") or image.width,
                                            req.height or self.config.get("height") or image.height)
+                cond = self.conditioning(req, self.task_pipe(task))
             except Exception as exc:  # noqa: BLE001 - this request fails alone
                 jobs.append((r, exc))
                 continue
             if image.size != (width, height):
                 image = image.resize((width, height), Image.LANCZOS)
             inputs = {**self._job_inputs(prompt, req.negative_prompt or self.config.get("negative_prompt")),
-                      "image": image}
+                      "image": image, **cond.inputs}
             size: tuple = ()
             if task == "inpaint":
                 inputs["mask_image"] = req.mask.convert("L").resize((width, height), Image.NEAREST)
@@ -170,7 +185,8 @@ class AutoDiffusersServing(DiffusersServing):
             negative = inputs.get("negative_prompt")
             # img2img takes its size from the image, so its group keys on the size without passing it.
             group = (("@task", task), ("@negative", bool(negative)), ("@size", (width, height)),
-                     *shared.items(), *size)
-            params = {**self._params(task, shared, prompt, cut, negative), "input_size": list(req.images[0].size)}
-            jobs += [Job(r, k, seed, group, inputs, params) for k, seed in enumerate(req.seeds)]
+                     *shared.items(), *size, *cond.group)
+            params = {**self._params(task, shared, prompt, cut, negative), "input_size": list(req.images[0].size),
+                      **cond.params}
+            jobs += [Job(r, k, seed, group, inputs, params, cond.shared) for k, seed in enumerate(req.seeds)]
         return self.run_jobs(jobs, len(requests), [len(r.seeds) for r in requests])
