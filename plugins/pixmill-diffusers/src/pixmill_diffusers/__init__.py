@@ -3,8 +3,9 @@
 - ``flux``: FLUX.1 text-to-image (FluxPipeline)
 - ``flux-kontext``: FLUX.1 Kontext image editing (FluxKontextPipeline)
 - ``diffusers``: any other diffusers text-to-image, image-to-image or inpainting pipeline
-- ``pixmill diffusers make-tiny DIR --kind flux|flux-kontext|sd``: a tiny random-weight pipeline
-  for smoke tests
+- ``control-image``: an operator that makes ControlNet control images (canny edges, OpenCV)
+- ``pixmill diffusers make-tiny DIR --kind flux|flux-kontext|sd|sdxl``: a tiny random-weight pipeline
+  for smoke tests (``--kind controlnet|lora|ip-adapter --base DIR``: an add-on for one)
 
 torch and diffusers are imported only when a serving loads, so ``pixmill --help`` stays fast.
 """
@@ -25,6 +26,13 @@ def register_servings(register):
     register(FluxServing)
     register(FluxKontextServing)
     register(AutoDiffusersServing)
+
+
+@hookimpl
+def register_operators(register):
+    from .control_image import ControlImage
+
+    register(ControlImage)
 
 
 @hookimpl
