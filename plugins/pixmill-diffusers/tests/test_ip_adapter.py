@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pixmill.errors import ConfigError
-
 from pixmill_diffusers.tiny_addons import IP_ADAPTER_WEIGHT_NAME
 
 

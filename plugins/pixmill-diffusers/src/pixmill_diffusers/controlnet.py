@@ -101,7 +101,7 @@ class ControlNets:
             kwargs[name] = [images[0] for images in per_image]
             kwargs["controlnet_conditioning_scale"] = self.scales[0]
         else:
-            kwargs[name] = [list(images) for images in zip(*per_image)]
+            kwargs[name] = [list(images) for images in zip(*per_image, strict=True)]
             kwargs["controlnet_conditioning_scale"] = list(self.scales)
         return kwargs
 
