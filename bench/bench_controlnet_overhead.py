@@ -11,13 +11,14 @@ ratio pixmill / bare (target: at most 1.3). Each side runs twice, interleaved; t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from overhead_rounds import best_of_rounds, overhead_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -59,19 +60,9 @@ def pixmill_run(model: Path, net: Path, inp: Path, batch: int, out: Path, size: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    import logging
-
+    args = overhead_args(__doc__, prompts=64)
     import numpy as np
     from PIL import Image
-
-    logging.basicConfig(level=logging.ERROR)
     from pixmill.rows import derive_seed
     from pixmill_diffusers.tiny import make_tiny
     from pixmill_diffusers.tiny_addons import make_tiny_controlnet
@@ -89,14 +80,10 @@ def main() -> None:
         inp = root / "prompts.jsonl"
         inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         seeds = [derive_seed(0, str(i), 0) for i in range(args.prompts)]  # the ids pixmill gives these rows
-        t_bare, t_pix = [], []
-        for r in range(args.rounds):
-            t_bare.append(bare(model, net, rows, root, seeds, args.batch_size, root / f"bare{r}", args.size,
-                               args.steps))
-            t_pix.append(pixmill_run(model, net, inp, args.batch_size, root / f"pix{r}", args.size, args.steps))
-        b, p = min(t_bare), min(t_pix)
-        print("rounds (bare, pixmill):", [(round(x, 2), round(y, 2)) for x, y in zip(t_bare, t_pix, strict=True)],
-              file=sys.stderr)
+        b, p = best_of_rounds(
+            args.rounds,
+            lambda r: bare(model, net, rows, root, seeds, args.batch_size, root / f"bare{r}", args.size, args.steps),
+            lambda r: pixmill_run(model, net, inp, args.batch_size, root / f"pix{r}", args.size, args.steps))
         print(f"generate-images --controlnet overhead: {p / b:.3f}x (pixmill {p:.2f}s, bare diffusers {b:.2f}s; "
               f"{args.prompts} prompts, {args.size}x{args.size}, {args.steps} steps, batch {args.batch_size}, "
               f"target <= 1.3)")

@@ -10,13 +10,14 @@ faster run counts, so that a noisy machine hurts both alike.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from overhead_rounds import best_of_rounds, overhead_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -53,16 +54,7 @@ def pixmill_run(model: Path, inp: Path, batch: int, out: Path, size: int, steps:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    import logging
-
-    logging.basicConfig(level=logging.ERROR)
+    args = overhead_args(__doc__, prompts=256)
     from pixmill.rows import derive_seed
     from pixmill_diffusers.tiny import make_tiny
 
@@ -73,12 +65,10 @@ def main() -> None:
         inp = root / "prompts.jsonl"
         inp.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
         seeds = [derive_seed(0, str(i), 0) for i in range(args.prompts)]  # the ids pixmill gives these rows
-        t_bare, t_pix = [], []
-        for r in range(args.rounds):
-            t_bare.append(bare(model, prompts, seeds, args.batch_size, root / f"bare{r}", args.size, args.steps))
-            t_pix.append(pixmill_run(model, inp, args.batch_size, root / f"pix{r}", args.size, args.steps))
-        b, p = min(t_bare), min(t_pix)
-        print("rounds (bare, pixmill):", [(round(x, 2), round(y, 2)) for x, y in zip(t_bare, t_pix, strict=True)], file=sys.stderr)
+        b, p = best_of_rounds(
+            args.rounds,
+            lambda r: bare(model, prompts, seeds, args.batch_size, root / f"bare{r}", args.size, args.steps),
+            lambda r: pixmill_run(model, inp, args.batch_size, root / f"pix{r}", args.size, args.steps))
         print(f"generate-images overhead: {p / b:.3f}x (pixmill {p:.2f}s, bare diffusers {b:.2f}s; "
               f"{args.prompts} prompts, {args.size}x{args.size}, {args.steps} steps, batch {args.batch_size}, "
               f"target <= 1.3)")
