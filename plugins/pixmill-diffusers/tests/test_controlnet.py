@@ -17,7 +17,7 @@ def _rows(tmp_path: Path, h, kind: str, size=(48, 32), rid: str = "a") -> list[d
 
 
 def _image(run, rid: str = "a"):
-    return run.image(run.by_id[rid]["image"])
+    return run.image(run.by_id[rid]["images"][0])
 
 
 @pytest.mark.parametrize("base", ["sd", "sdxl", "flux"])
@@ -34,7 +34,7 @@ def test_control_image_steers_the_output_deterministically(tmp_path: Path, model
     a, b, c = (h.pixels(_image(r)) for r in (stripes, square, again))
     assert np.abs(a - b).mean() > 1, "a different control image must give a different image"
     assert np.array_equal(a, c), "the same command gives the same pixels"
-    meta = stripes.by_id["a"]["image_meta"]
+    meta = stripes.by_id["a"]["images_meta"][0]
     assert meta["controlnet"] == str(addons[f"{base}-controlnet"]) and meta["controlnet_scale"] == 1.0
     assert meta["control_image"] == "stripes.png"
     # No size asked for: the output takes the control image's.
@@ -51,7 +51,7 @@ def test_controlnet_scale_zero_matches_a_control_free_controlnet_run(tmp_path: P
     a = h.run(tmp_path, _rows(tmp_path, h, "stripes"), [("generate-images", opts)], "a")
     b = h.run(tmp_path, _rows(tmp_path, h, "square"), [("generate-images", opts)], "b")
     assert np.abs(h.pixels(_image(a)) - h.pixels(_image(b))).max() <= 1
-    assert a.by_id["a"]["image_meta"]["controlnet_scale"] == 0.0
+    assert a.by_id["a"]["images_meta"][0]["controlnet_scale"] == 0.0
 
 
 def test_several_controlnets_one_image_each_and_bad_rows_fail_alone(tmp_path: Path, models, addons, h):
@@ -67,7 +67,7 @@ def test_several_controlnets_one_image_each_and_bad_rows_fail_alone(tmp_path: Pa
             "steps": 2, "control_key": "edges", "batch_size": 4}
     run = h.run(tmp_path, rows, [("generate-images", opts)])
     assert set(run.by_id) == {"two", "one"}
-    two = run.by_id["two"]["image_meta"]
+    two = run.by_id["two"]["images_meta"][0]
     assert two["controlnet"] == nets and two["controlnet_scale"] == [0.5, 1.5]
     assert two["control_image"] == [stripes, square] and two["pipeline"] == "StableDiffusionControlNetPipeline"
     assert "3 control images for 2 ControlNets" in run.failed["three"]
@@ -82,9 +82,9 @@ def test_controlnet_with_image_to_image(tmp_path: Path, models, addons, h):
     opts = {"serving": "diffusers", "model": str(models["sd"]), "controlnet": str(addons["sd-controlnet"]),
             "steps": 2, "strength": 0.7}
     run = h.run(tmp_path, rows, [("edit-images", opts)])
-    meta = run.by_id["a"]["edited_image_meta"]
+    meta = run.by_id["a"]["edited_images_meta"][0]
     assert meta["pipeline"] == "StableDiffusionControlNetImg2ImgPipeline" and meta["control_image"] == edges
-    assert run.image(run.by_id["a"]["edited_image"]).size == (32, 32)
+    assert run.image(run.by_id["a"]["edited_images"][0]).size == (32, 32)
 
 
 def test_models_a_serving_cannot_drive_name_the_serving_that_can(tmp_path: Path, models, addons, h):

@@ -36,15 +36,15 @@ def test_scale_zero_equals_no_adapter_and_references_steer(tmp_path: Path, model
     plain = h.run(tmp_path, rows, [(step, _opts(models, addons, base))], "plain")
     off = h.run(tmp_path, rows, [(step, _opts(models, addons, base, **_adapter(addons, base, 0.0)))], "off")
     on = h.run(tmp_path, rows, [(step, _opts(models, addons, base, **_adapter(addons, base, 1.0)))], "on")
-    px = {name: {rid: h.pixels(r.image(r.by_id[rid]["image"])) for rid in "ab"}
+    px = {name: {rid: h.pixels(r.image(r.by_id[rid]["images"][0])) for rid in "ab"}
           for name, r in (("plain", plain), ("off", off), ("on", on))}
     assert np.abs(px["plain"]["a"] - px["off"]["a"]).max() <= 1, "scale 0 must equal no adapter"
     assert np.abs(px["plain"]["a"] - px["on"]["a"]).mean() > 1, "the adapter at scale 1 changes the image"
     # Same row id and prompt would give the same image; only the reference differs between a and b.
     rows_same = [{"id": "a", "prompt": "a red bird", "reference_images": noise}]
     other = h.run(tmp_path, rows_same, [(step, _opts(models, addons, base, **_adapter(addons, base, 1.0)))], "ref")
-    assert np.abs(px["on"]["a"] - h.pixels(other.image(other.by_id["a"]["image"]))).mean() > 1
-    meta = on.by_id["b"]["image_meta"]
+    assert np.abs(px["on"]["a"] - h.pixels(other.image(other.by_id["a"]["images"][0]))).mean() > 1
+    meta = on.by_id["b"]["images_meta"][0]
     assert meta["ip_adapter"] == str(addons[f"{base}-ip-adapter"]) and meta["ip_adapter_scale"] == 1.0
     assert meta["reference_images"] == [noise]
 
@@ -60,8 +60,8 @@ def test_rows_with_different_references_batch_without_changing_pixels(tmp_path: 
     assert not batched.failed and len(batched.rows) == 3
     for rid in ("r0", "r1", "r2"):
         for k in range(2):
-            a = batched.image(batched.by_id[rid]["image"][k])
-            b = alone.image(alone.by_id[rid]["image"][k])
+            a = batched.image(batched.by_id[rid]["images"][k])
+            b = alone.image(alone.by_id[rid]["images"][k])
             assert np.array_equal(h.pixels(a), h.pixels(b))
 
 
@@ -70,7 +70,7 @@ def test_several_reference_images_and_missing_ones(tmp_path: Path, models, addon
     b = h.pattern(tmp_path / "b.png", (32, 32), "square")
     rows = [{"id": "two", "prompt": "a bird", "reference_images": [a, b]}, {"id": "none", "prompt": "a bird"}]
     run = h.run(tmp_path, rows, [("generate-images", _opts(models, addons, "sd", **_adapter(addons, "sd", 1.0)))])
-    assert run.by_id["two"]["image_meta"]["reference_images"] == [a, b]
+    assert run.by_id["two"]["images_meta"][0]["reference_images"] == [a, b]
     assert "field 'reference_images' holds no reference image" in run.failed["none"]
 
 

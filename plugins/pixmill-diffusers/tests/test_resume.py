@@ -34,7 +34,7 @@ def test_kill_9_then_rerun_with_controlnet_and_ip_adapter(tmp_path: Path, models
         "--serving", "diffusers", "--model", str(models["sd"]), "--controlnet", str(addons["sd-controlnet"]),
         "--ip-adapter", str(addons["sd-ip-adapter"]), "--ip-adapter-weight-name", "ip-adapter.safetensors",
         "--steps", "1", "--guidance", "1", "--batch-size", "4"], kill_at=12)
-    assert all(r["image_meta"]["control_image"] == files[int(r["prompt"].split()[-1]) % 3] for r in rows_done)
+    assert all(r["images_meta"][0]["control_image"] == files[int(r["prompt"].split()[-1]) % 3] for r in rows_done)
 
 
 def _kill_then_rerun(tmp_path: Path, h, rows: list[dict], serving_args: list[str], kill_at: int = 40) -> list[dict]:
@@ -56,15 +56,15 @@ def _kill_then_rerun(tmp_path: Path, h, rows: list[dict], serving_args: list[str
     proc.wait()
     before = _committed(step, h)
     assert kill_at <= len(before) < total
-    mtimes = {r["image"]: (out / r["image"]).stat().st_mtime_ns for r in before}
+    mtimes = {r["images"][0]: (out / r["images"][0]).stat().st_mtime_ns for r in before}
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = _committed(step, h)
     assert len(rows) == total and len({r["id"] for r in rows}) == total
     images = sorted((step / "images").glob("*.png"))
-    assert len(images) == total and len({r["image"] for r in rows}) == total
-    assert all((out / r["image"]).is_file() for r in rows)
+    assert len(images) == total and len({r["images"][0] for r in rows}) == total
+    assert all((out / r["images"][0]).is_file() for r in rows)
     # Rows committed before the kill were not generated again: their files are untouched.
     assert all((out / p).stat().st_mtime_ns == t for p, t in mtimes.items())
     return rows

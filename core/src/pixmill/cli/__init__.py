@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import PixmillError
 
 # Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
-_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys")
+_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys", "gc")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("PIXMILL_DEBUG", "") not in ("", "0")
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="pixmill", standalone_mode=False)
+        code = group.main(args=argv, prog_name="pixmill", standalone_mode=False)
+        if isinstance(code, int):  # click returns ctx.exit()'s code instead of exiting
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

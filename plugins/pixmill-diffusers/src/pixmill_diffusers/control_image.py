@@ -56,6 +56,10 @@ class ControlImage(Operator):
     )
     default_batch_size = 16
 
+    def fields_read(self) -> list[tuple[str, ...]]:
+        key = self.config["image_key"]
+        return [(key,) if key else fields.RESULT_IMAGE_FIELDS]
+
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         return [self._one(row, ctx) for row in rows]
 
