@@ -125,22 +125,21 @@ class _ImageOperator(Operator):
     def fields_read(self) -> list[tuple[str, ...]]:
         key = self.config["input_key"]
         read = [(key,) if key else self.prompt_fields]
-        if self.serving is not None and self.serving.control_image_count():
-            read.append((self.config["control_key"] or fields.CONTROL_IMAGE,))
-        if self.serving is not None and self.serving.uses_reference_images():
-            read.append((self.config["reference_key"] or fields.REFERENCE_IMAGES,))
-        return read
-
-    def __init__(self, serving: Any = None, **options: Any):
-        super().__init__(serving, **options)
+        serving = self.serving
         if serving is None:
-            return
+            return read
+        # The field check runs before any model loads: the moment to reject a key nothing will read.
         if self.config["control_key"] and not serving.control_image_count():
             raise ConfigError(f"{self.name} --control-key: serving {serving.name!r} runs no ControlNet",
                               "give the serving one (--controlnet MODEL on the diffusers or flux serving)")
         if self.config["reference_key"] and not serving.uses_reference_images():
             raise ConfigError(f"{self.name} --reference-key: serving {serving.name!r} has no IP-Adapter",
                               "give the serving one (--ip-adapter REPO on the diffusers or flux serving)")
+        if serving.control_image_count():
+            read.append((self.config["control_key"] or fields.CONTROL_IMAGE,))
+        if serving.uses_reference_images():
+            read.append((self.config["reference_key"] or fields.REFERENCE_IMAGES,))
+        return read
 
     @property
     def images_per_prompt(self) -> int:

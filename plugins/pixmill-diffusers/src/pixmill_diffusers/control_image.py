@@ -47,7 +47,7 @@ class ControlImage(Operator):
     name = "control-image"
     description = "make ControlNet control images from row images (canny edges with OpenCV)"
     options = (
-        Option("kind", str, "canny", "what to extract", choices=KINDS),
+        Option("kind", str, None, "what to extract (default: canny)", choices=KINDS),
         Option("image_key", str, None, "field with the source image(s) (default: the row's newest images: "
                "edited_images, else images, else image)"),
         Option("output_key", str, fields.CONTROL_IMAGE, "field to write the control image path(s) to"),
@@ -83,5 +83,5 @@ class ControlImage(Operator):
             out_paths.append(relative)
         out = self.config["output_key"]
         many = len(out_paths) > 1
-        meta = {"kind": self.config["kind"], "low_threshold": low, "high_threshold": high, "source": paths}
+        meta = {"kind": self.config["kind"] or KINDS[0], "low_threshold": low, "high_threshold": high, "source": paths}
         return {**row, out: out_paths if many else out_paths[0], fields.meta_field(out): meta}

@@ -28,12 +28,15 @@ class ControlNets:
     def __init__(self, config: dict[str, Any]):
         self.models: list[str] = list(config.get("controlnet") or [])
         self.cache_dir = config.get("cache_dir")
-        self.scales = self._scales(config.get("controlnet_scale"))
+        self._raw_scales = config.get("controlnet_scale")
 
     def __len__(self) -> int:
         return len(self.models)
 
-    def _scales(self, raw: list[str] | None) -> list[float]:
+    @property
+    def scales(self) -> list[float]:
+        """One strength per ControlNet (raises ConfigError for values that do not fit)."""
+        raw = self._raw_scales
         try:
             values = [float(v) for v in raw or []]
         except ValueError:
@@ -48,6 +51,7 @@ class ControlNets:
     def check(self, serving: str, flux: bool | None) -> list[str]:
         """Validate each ControlNet without loading weights: it exists, it is a ControlNet, and it
         fits the base model (``flux``: whether the base is FLUX; ``None``: unknown yet)."""
+        self.scales  # noqa: B018 - validates --controlnet-scale
         classes = []
         for model in self.models:
             cls = component_class_name(model, "ControlNet", FLAG, self.cache_dir)
@@ -57,9 +61,10 @@ class ControlNets:
                 raise ConfigError(f"{FLAG} {model} is a {cls}, not a ControlNet",
                                   "pass a ControlNet folder or hub id (its config.json names a *ControlNetModel)")
             if flux is True and cls not in FLUX_CONTROLNETS:
-                raise ConfigError(f"{FLAG} {model} is a {cls}, a ControlNet for {FAMILIES.get(cls, 'another model')}; "
-                                  f"the {serving} serving runs FLUX.1",
-                                  "use --serving diffusers with a matching --model, or a FLUX ControlNet")
+                family = FAMILIES.get(cls, "another model")
+                raise ConfigError(f"{FLAG} {model} is a {cls}, a ControlNet for {family}, and --model is a FLUX.1 "
+                                  f"pipeline ({serving} serving)",
+                                  f"use --serving diffusers with a {family} --model, or a FLUX.1 ControlNet")
             if flux is False and cls in FLUX_CONTROLNETS:
                 raise ConfigError(f"{FLAG} {model} is a FLUX.1 ControlNet and --model is not a FLUX pipeline",
                                   "use --serving flux with a FLUX.1 --model, or a ControlNet for this model")
