@@ -41,7 +41,6 @@ def _doc(cls: Any) -> str:
 
 def render() -> str:
     import click
-
     from pixmill.cli import build_cli
     from pixmill.plugins import get_registry
 
@@ -52,7 +51,7 @@ def render() -> str:
     for title, group, attr in sections:
         out += [f"## {title}", ""]
         for name, cls in sorted(registry.classes(group).items()):
-            opts = getattr(cls, attr)
+            opts = getattr(cls, attr, ())
             opts = opts() if callable(opts) else opts
             caps = getattr(cls, "capabilities", None)
             needs = getattr(cls, "capability", None)

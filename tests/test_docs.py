@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 
 import click
 from helpers import REPO
@@ -35,7 +34,7 @@ def _all_flags() -> set[str]:
     for group, attr in (("operators", "all_options"), ("servings", "options"), ("executors", "options"),
                         ("stores", "options")):
         for cls in registry.classes(group).values():
-            opts = getattr(cls, attr)
+            opts = getattr(cls, attr, ())
             flags |= {o.flag for o in (opts() if callable(opts) else opts)}
             flags |= {"--serving-" + o.flag[2:] for o in (opts() if callable(opts) else opts)}
 
@@ -82,3 +81,16 @@ def test_serving_pages_tables_match_the_declarations():
                 if cells[:3] != want:
                     wrong.append(f"{page.name}:{n}: {m.group(1)} documented as {cells[:3]}, declared {want}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_hook_is_documented_with_its_exact_signature():
+    import inspect
+
+    from pixmill import hookspecs
+
+    doc = (DOCS / "hooks.md").read_text(encoding="utf-8")
+    hooks = {n: f for n, f in vars(hookspecs).items() if n.startswith("register_") and callable(f)}
+    assert hooks
+    for name, func in hooks.items():
+        params = ", ".join(inspect.signature(func).parameters)
+        assert f"## `{name}({params})`" in doc, f"docs/hooks.md: no section `{name}({params})`"

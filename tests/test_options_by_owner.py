@@ -4,10 +4,10 @@ and the CLI reaches a serving's option even when the operator has one of the sam
 
 from __future__ import annotations
 
-import yaml
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import run_cli, write_jsonl
 from pixmill.options import Option
 from pixmill.pipeline import PipelineSpec, StepSpec, build_operator

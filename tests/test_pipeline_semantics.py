@@ -15,8 +15,8 @@ import pytest
 import yaml
 from helpers import REPO, read_jsonl, run_cli, write_jsonl
 from pixmill import Operator, Option, Run
-from pixmill.builtins.local_executor import LocalExecutor
 from pixmill.builtins.jsonl_store import JsonlStore
+from pixmill.builtins.local_executor import LocalExecutor
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 from pixmill.runner import Runner
 from pixmill.testing.openai_server import FakeOpenAIServer

@@ -15,8 +15,8 @@ from .operator import Operator
 from .plugins import Registry, get_registry
 from .progress import Progress
 from .rows import ID_KEY
-from .serving import check_servings
 from .runner import Runner, StepResult, write_summary
+from .serving import check_servings
 from .store import Store
 
 RUN_KEYS = ("input", "out", "store", "executor", "executor_options", "seed", "retry_failed",

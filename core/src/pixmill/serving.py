@@ -18,7 +18,6 @@ TEXT_TO_IMAGE = "text-to-image"
 IMAGE_EDIT = "image-edit"
 VISION_CHAT = "vision-chat"
 TEXT_LLM = "text-llm"
-CAPABILITIES = (TEXT_TO_IMAGE, IMAGE_EDIT, VISION_CHAT, TEXT_LLM)
 
 
 @dataclass

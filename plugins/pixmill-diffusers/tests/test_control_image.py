@@ -16,8 +16,10 @@ def test_canny_edges_follow_the_source_and_feed_a_controlnet(tmp_path: Path, mod
     gen = {"serving": "diffusers", "model": str(models["sd"]), "controlnet": str(addons["sd-controlnet"]),
            "steps": 2, "output_key": "generated"}
     run = h.run(tmp_path, rows, [("control-image", {"kind": "canny"}), ("generate-images", gen)])
-    control_step = run.out / "01-control-image"
-    first = {r["id"]: r for p in sorted(control_step.glob("part-*.jsonl")) for r in h.read_rows(p)}
+    from pixmill import Run
+
+    control_step = next(s for s in Run(run.out).steps if s.name.endswith("control-image"))
+    first = {r["id"]: r for r in control_step.rows()}
     edges = h.pixels(run.image(first["a"]["control_image"]))
     assert edges.shape == (32, 48, 3)
     # White edges along the square's outline (x 12..36, y 8..24), black everywhere else.
@@ -26,7 +28,8 @@ def test_canny_edges_follow_the_source_and_feed_a_controlnet(tmp_path: Path, mod
     on_outline = (np.abs(ys - 8) <= 1) | (np.abs(ys - 24) <= 1) | (np.abs(xs - 12) <= 1) | (np.abs(xs - 36) <= 1)
     assert on_outline.all()
     assert first["a"]["control_image_meta"]["kind"] == "canny"
-    assert "nope.png" in (control_step / "failed.jsonl").read_text()
+    failures = {f["id"]: f["reason"] for f in control_step.failures()}
+    assert "nope.png" in failures["bad"] and "no image in this row" in failures["empty"]
     out = run.by_id["a"]
     assert out["generated_meta"]["control_image"] == first["a"]["control_image"]
     assert run.image(out["generated"]).size == (48, 32)

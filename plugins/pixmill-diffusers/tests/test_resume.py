@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,18 +11,9 @@ from pathlib import Path
 
 
 def _committed(step: Path, h) -> list[dict]:
-    """The rows the run has committed: those of the parts its ledger lists. A part written just
-    before the kill, with no ledger line yet, is not committed: the rerun makes its rows again."""
-    ledger = step / "ledger.jsonl"
-    parts = []
-    for line in ledger.read_text(encoding="utf-8").splitlines() if ledger.exists() else []:
-        try:
-            entry = json.loads(line)
-        except ValueError:  # a line torn by the kill
-            continue
-        if entry.get("part"):
-            parts.append(entry["part"])
-    return [r for part in parts for r in h.read_rows(step / part)]
+    from pixmill import Run
+
+    return list(Run(step.parent).rows(step=int(step.name[:2])))
 
 
 def _pixmill(*args: str) -> list[str]:

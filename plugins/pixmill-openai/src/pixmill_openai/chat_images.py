@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import logging
-
 import asyncio
+import logging
 from typing import Any
 
 from pixmill.http import RequestError, http_options
