@@ -107,3 +107,26 @@ def test_models_a_serving_cannot_drive_name_the_serving_that_can(tmp_path: Path,
     with pytest.raises(ConfigError, match="ControlNet folder .* does not exist"):
         h.run(tmp_path, rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
                                                     "controlnet": str(tmp_path / "nowhere")})], "f")
+
+
+def test_make_tiny_addon_kinds_load_with_from_pretrained(tmp_path: Path, models):
+    from click.testing import CliRunner
+    from pixmill.cli import build_cli
+
+    def make(*args: str):
+        return CliRunner().invoke(build_cli(), ["diffusers", "make-tiny", *args])
+
+    missing = make(str(tmp_path / "x"), "--kind", "controlnet")
+    assert missing.exit_code != 0 and "--base PIPELINE_DIR" in missing.output
+    sdxl = make(str(tmp_path / "sdxl"), "--kind", "sdxl")
+    assert sdxl.exit_code == 0, sdxl.output
+    for kind in ("controlnet", "lora", "ip-adapter"):
+        done = make(str(tmp_path / kind), "--kind", kind, "--base", str(models["sd"]))
+        assert done.exit_code == 0 and "noise" in done.output, done.output
+    from diffusers import ControlNetModel, StableDiffusionXLPipeline
+
+    assert type(StableDiffusionXLPipeline.from_pretrained(tmp_path / "sdxl")).__name__ == "StableDiffusionXLPipeline"
+    assert ControlNetModel.from_pretrained(tmp_path / "controlnet").config.cross_attention_dim == 32
+    assert (tmp_path / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert (tmp_path / "ip-adapter" / "ip-adapter.safetensors").is_file()
+    assert (tmp_path / "ip-adapter" / "image_encoder" / "config.json").is_file()
