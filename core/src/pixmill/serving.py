@@ -33,6 +33,10 @@ class ImageRequest:
     width: int | None = None
     height: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Conditioning images (PIL), present only when the serving asks for them: see
+    # Serving.control_image_count() and Serving.uses_reference_images().
+    control_images: list[Any] = field(default_factory=list)
+    reference_images: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -47,6 +51,8 @@ class EditRequest:
     width: int | None = None
     height: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    control_images: list[Any] = field(default_factory=list)
+    reference_images: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -210,6 +216,17 @@ class Serving:
         """The serving's own default number of images per prompt, or ``None`` (the operator's
         ``--images-per-prompt`` wins over it)."""
         return None
+
+    def control_image_count(self) -> int:
+        """How many control images a request carries: one per ControlNet the serving runs (a single
+        image may serve them all), or 0 (the default) when it takes none. The image operators then
+        read them from the row's control field into ``control_images``."""
+        return 0
+
+    def uses_reference_images(self) -> bool:
+        """Whether requests carry reference images (an IP-Adapter's style or subject references)
+        from the row's reference field, in ``reference_images``. Default: no."""
+        return False
 
     def use_device(self, device: str) -> None:
         """Called in a worker process before :meth:`load`: this replica runs on ``device``.

@@ -124,7 +124,6 @@ def test_esrgan_resumes_after_kill_9(tmp_path, up_models, h):
     cmd = [sys.executable, "-c", "from pixmill.cli import main; main()", "run", "-q", "-i", str(inp), "-o", str(out),
            "upscale-images", "--serving", "esrgan", "--model", str(up_models["compact"]), "--devices", "cpu"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    step = out / "01-upscale-images"
 
     def committed() -> list[dict]:
         from pixmill import Run

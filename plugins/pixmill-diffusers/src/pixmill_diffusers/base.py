@@ -40,6 +40,8 @@ class Job:
     group: tuple
     inputs: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
+    # Call arguments the same for every job of a group (the group keys on them): passed once.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_devices(spec: str | None) -> list[str]:
@@ -353,6 +355,8 @@ class DiffusersServing(Serving):
         kwargs = self.call_kwargs(group)
         for name in chunk[0].inputs:
             kwargs[name] = [job.inputs[name] for job in chunk]
+        kwargs.update(chunk[0].shared)
+        kwargs = self.prepare_call(group, kwargs)
         # One CPU generator per image: the same seed gives the same noise on any device and in
         # any batch, so batching never changes the pixels of an image.
         kwargs["generator"] = [torch.Generator("cpu").manual_seed(job.seed) for job in chunk]
@@ -365,6 +369,10 @@ class DiffusersServing(Serving):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise
+
+    def prepare_call(self, group: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Last touch to a call's arguments once the jobs' inputs are gathered (subclasses)."""
+        return kwargs
 
     def run_pipeline(self, group: tuple, kwargs: dict[str, Any]) -> Any:
         return self.pipe(**kwargs)
