@@ -18,7 +18,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import __version__
+from . import __version__, interrupt
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
@@ -362,9 +362,10 @@ class Runner:
                 folder.commit(state, rows, done, failed)
             rows, done, failed, last = [], [], [], time.monotonic()
 
-        with relaxed_gc():
+        # After a first Ctrl-C no batch is handed out; those in flight finish and are committed.
+        with relaxed_gc(), interrupt.graceful():
             try:
-                for batch, outcomes in self.executor.map(StepTask(op, ctx), batches):
+                for batch, outcomes in self.executor.map(StepTask(op, ctx), interrupt.until_requested(batches)):
                     n_failed = _collect(batch, outcomes, rows, done, failed)
                     self.progress.advanced(len(batch) - n_failed, n_failed)
                     now = time.monotonic()
@@ -374,6 +375,7 @@ class Runner:
                         flush()
             finally:
                 flush()  # on success, error or Ctrl-C: keep every finished batch
+            interrupt.raise_if_requested()  # the step stopped early: it is not complete
 
     # -- reading --------------------------------------------------------------------------------
     def last_rows(self) -> Iterator[dict]:

@@ -62,6 +62,9 @@ def pin_device(device: str, cpu_threads: int | None = None) -> str:
 
 def _worker_main(wid: int, device: str, spec_blob: bytes, inbox: Any, conn: Connection, log_level: int,
                  cpu_threads: int | None) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides what stops (see pixmill.interrupt),
+    # and stops a worker by killing it once the grace period is over.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     local_device = pin_device(device, cpu_threads)
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{device}#{wid}] %(name)s: %(message)s")
     try:

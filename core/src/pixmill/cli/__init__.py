@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from ..errors import PixmillError
+from ..interrupt import MESSAGE as INTERRUPTED
 
 # Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
 _COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys")
@@ -49,14 +50,16 @@ def main(argv: list[str] | None = None) -> None:
         group.main(args=argv, prog_name="pixmill", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        # With standalone_mode=False click turns Ctrl-C into Abort; say what a user needs to know.
+        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        click.echo(INTERRUPTED if interrupted else "Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted: committed work is kept; rerun the same command to resume.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except PixmillError as exc:
         if debug:
