@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -109,6 +110,7 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
     """Export the last step's rows of the run in ``run_dir`` as a dataset folder ``to``."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    check_split_name(split)
     to = Path(to)
     _check_target(to)
     registry = get_registry()
@@ -153,6 +155,18 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         log.warning("row %s: image %s not found; exported as null", rid, path)
     return ExportResult(to, fmt, scan.rows, [to / f.relative_to(stage) for f in files], images.count,
                         images.missing, columns)
+
+
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_split_name(split: str) -> str:
+    """A split name becomes part of file names: letters, digits, ``_`` and ``-`` only, so it can
+    never point outside the export folder (``../x``, ``/etc/x``)."""
+    if not _SPLIT_NAME.fullmatch(split or ""):
+        raise ConfigError(f"split name {split!r} is not valid",
+                          "use letters, digits, '_' or '-' (e.g. train, test, validation)")
+    return split
 
 
 def _check_target(to: Path) -> None:

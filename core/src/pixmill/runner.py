@@ -33,6 +33,7 @@ log = logging.getLogger("pixmill.runner")
 SOURCE_COMMIT_ROWS = 50_000
 FAST_COMMIT_SECONDS = 1.0  # cheap batches: commit at most once a second (or every 50k rows)
 SLOW_BATCH_SECONDS = 0.05  # a batch that took longer is committed at once
+ALWAYS_HASH_BYTES = 64 * 1024**2  # inputs up to this size are hashed on every run (~0.1 s)
 
 
 @dataclass
@@ -251,13 +252,18 @@ class Runner:
         return result
 
     def _input_hash(self, path: Path) -> str:
-        """The input's sha256, reused from the last run when size and mtime are unchanged (as make
-        and git do), so rerunning over a large input does not re-read it."""
+        """The input's sha256. An input up to ``ALWAYS_HASH_BYTES`` is hashed on every run (cheap,
+        and it catches an in-place edit that kept size and mtime); a larger one's hash is reused
+        from the last run when size, mtime and inode are unchanged (as make and git do), so
+        rerunning over a large input does not re-read it."""
         info = (self.run.path / "00-input" / "step.json")
         from .run_folder import read_json
 
         old = read_json(info) or {}
-        if old.get("complete") and old.get("input_stat") == _stat(path) and old.get("source", {}).get("sha256"):
+        stat = _stat(path)
+        if stat is not None and stat[0] <= ALWAYS_HASH_BYTES:
+            return file_sha256(path)
+        if old.get("complete") and old.get("input_stat") == stat and old.get("source", {}).get("sha256"):
             return old["source"]["sha256"]
         return file_sha256(path)
 
@@ -307,7 +313,8 @@ class Runner:
         folder = self.run.step_folder(index, op.name, key, self.store)
         info = folder.info
         upstream = {"key": up_key, "commits": up_state.commits}
-        retry = self.retry_failed and bool(info.get("failed"))
+        # An interrupted step has no final count yet: its ledger may still hold failures to retry.
+        retry = self.retry_failed and (bool(info.get("failed")) or not info.get("complete"))
         cached = bool(info.get("complete")) and info.get("upstream") == upstream and not retry
         state = folder.load_state(clean=not cached, with_ids=not cached)
         started = time.monotonic()

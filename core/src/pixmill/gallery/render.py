@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote
 
 from ..rows import ID_KEY
 from ..store import atomic_replace, temp_path
-from .run_view import FAILED, FILTERED, META_SUFFIX, OK, RunView, ViewRow, image_paths, relpath
+from .run_view import FAILED, FILTERED, META_SUFFIX, OK, RunView, ViewRow, file_href, image_paths
 from .thumbs import Thumbnailer, ThumbStats
 
 log = logging.getLogger("pixmill.gallery")
@@ -64,11 +65,11 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
     files_dir = out.with_name(out.stem + "_files")
     thumbnailer = Thumbnailer(None if embed else files_dir, size=thumb_size, workers=workers, embed=embed)
     thumbs = thumbnailer.make_all(sources)
-    thumb_prefix = "" if embed else relpath(files_dir.resolve(), html_dir) + "/"
+    thumb_prefix = "" if embed else file_href(files_dir.resolve(), html_dir) + "/"
 
     def thumb_url(source: Path) -> str | None:
         value = thumbs.get(source)
-        return None if value is None else (value if embed else thumb_prefix + value)
+        return None if value is None else (value if embed else thumb_prefix + quote(value))
 
     records = [_record(view, r, columns, html_dir, thumb_url) for r in rows]
     counts = Counter(r.status for r in rows)
@@ -114,7 +115,7 @@ def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path,
                 images.append({"t": None, "f": p, "miss": True})
                 continue
             generated = generated or view.resolver.is_generated(found)
-            images.append({"t": thumb_url(found), "f": relpath(found, html_dir), "c": _caption(meta),
+            images.append({"t": thumb_url(found), "f": file_href(found, html_dir), "c": _caption(meta),
                             "m": _meta_text(meta)})
         groups.append({"k": key, "gen": generated, "i": images})
     groups.sort(key=lambda g: g["gen"])  # sources first, then what the run made: side by side

@@ -273,3 +273,13 @@ def _drop_reason(step: StepFolder) -> str:
 def relpath(target: Path, start: Path) -> str:
     """``target`` relative to the folder ``start``, with forward slashes (for HTML and rows)."""
     return Path(os.path.relpath(target, start)).as_posix()
+
+
+def file_href(target: Path, start: Path) -> str:
+    """A link from a page in ``start`` to ``target``: always a relative URL, percent-encoded and
+    starting with ``./`` or ``../``, so no file name (``javascript:alert(1).png``,
+    ``https:x.png``, ``#x.png``) can turn into a script, another site or an in-page anchor."""
+    from urllib.parse import quote
+
+    rel = quote(relpath(target, start))
+    return rel if rel.startswith("../") else "./" + rel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .urls import normalize_base_url
+from .urls import normalize_base_url, split_query
 
 _QUIETED = False
 
@@ -24,8 +24,9 @@ def make_client(base_url: str, api_key: str, timeout: float | None = None, concu
     _quiet_http_logs()
     limits = httpx2.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=max(concurrency, 1))
     http_client = httpx2.AsyncClient(transport=_coalescing_transport(limits), timeout=timeout, follow_redirects=True)
-    return openai.AsyncOpenAI(base_url=normalize_base_url(base_url), api_key=api_key, max_retries=0,
-                              timeout=timeout, http_client=http_client, default_headers=default_headers)
+    root, query = split_query(normalize_base_url(base_url))
+    return openai.AsyncOpenAI(base_url=root, api_key=api_key, max_retries=0, timeout=timeout,
+                              http_client=http_client, default_headers=default_headers, default_query=query or None)
 
 
 def _quiet_http_logs() -> None:

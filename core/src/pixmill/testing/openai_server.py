@@ -94,6 +94,7 @@ class RecordedRequest:
     status: int | None = None
     started: float = 0.0
     finished: float | None = None
+    query: str = ""  # the request's query string (providers such as Azure require one)
 
     @property
     def image_parts(self) -> int:
@@ -318,7 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": {"message": f"bad request body: {exc}", "type": "invalid_request_error"}})
         rec = RecordedRequest(index=-1, endpoint=endpoint, model=body.get("model"), prompt=_prompt_of(endpoint, body),
                               body=body, images=images, mask=mask, authorization=self.headers.get("Authorization"),
-                              stream=bool(body.get("stream")), started=time.time())
+                              stream=bool(body.get("stream")), started=time.time(),
+                              query=self.path.partition("?")[2])
         owner._record(rec)
         if owner.api_key is not None and rec.authorization != f"Bearer {owner.api_key}":
             # Like real providers, echo the key that was presented: clients must keep it out of logs.
