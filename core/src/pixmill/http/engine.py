@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Awaitable, Callable, Iterable, Sequence, TypeVar, Union
 
 from .. import interrupt
-from .errors import RequestError, describe, is_transient, retry_after, status_of
+from .errors import RequestError, describe, is_transient, retry_after, status_of, too_large_cause
 from .loop import get_loop
 from .ratelimit import RateLimiter
 
@@ -132,7 +132,7 @@ class RequestEngine:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    error = exc
+                    error = too_large_cause(exc) or exc
             transient = is_transient(error)
             if not transient or attempt > self.max_retries:
                 self.stats["failed"] += 1
