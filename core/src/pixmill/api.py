@@ -33,14 +33,15 @@ class Storage:
     def __init__(self, input: str | Path | None = None, out: str | Path = "runs/pixmill", store: str = "jsonl",
                  executor: str = "local", executor_options: dict[str, Any] | None = None, seed: int = 0,
                  retry_failed: bool = False, skip_bad_lines: bool = False, id_key: str = ID_KEY,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, allow_roots: list[str | Path] | None = None):
         registry = get_registry()
         self.input = Path(input) if input is not None else None
         self.out = Path(out)
         self._reader = input_reader(registry, self.input)
         self._runner = Runner(self.out, registry.get_store(store)(),
                               registry.get_executor(executor)(**(executor_options or {})),
-                              seed=seed, retry_failed=retry_failed, progress=progress)
+                              seed=seed, retry_failed=retry_failed, progress=progress,
+                              allow_roots=allow_roots or ())
         self._source_opts = {"skip_bad_lines": skip_bad_lines, "id_key": id_key}
         self._open = False
 

@@ -50,6 +50,8 @@ class ExportResult:
     images: int
     missing: list[tuple[str, str]] = field(default_factory=list)  # (row id, path) of images not found
     image_columns: dict[str, bool] = field(default_factory=dict)
+    # (row id, path, reason) of files refused: outside the allowed folders, or not images
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -106,8 +108,13 @@ def _collect_models(key: str, value: Any, models: Counter, depth: int = 0) -> No
 # -- entry point --------------------------------------------------------------------------------
 def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys: Iterable[str] = (),
                    score_key: str = "scores", shard_rows: int | None = None,
-                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, split: str = "train") -> ExportResult:
-    """Export the last step's rows of the run in ``run_dir`` as a dataset folder ``to``."""
+                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, split: str = "train",
+                   allow_roots: Iterable[Path | str] = ()) -> ExportResult:
+    """Export the last step's rows of the run in ``run_dir`` as a dataset folder ``to``.
+
+    Image files are read only under the run folder, the input's folder and ``allow_roots`` (see
+    :mod:`pixmill.file_roots`); a file elsewhere, or one that is not an image, is exported as null
+    and listed in :attr:`ExportResult.refused`."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
     check_split_name(split)
@@ -119,7 +126,7 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         raise ConfigError(f"export format {fmt} writes Parquet, and no installed plugin provides a parquet store",
                           "pip install pixmill-parquet")
     store = registry.get_store(store_name)()
-    view = RunView(run_dir, image_keys=image_keys, score_key=score_key)
+    view = RunView(run_dir, image_keys=image_keys, score_key=score_key, allow_roots=allow_roots)
     scan = _Scan()
     columns = view.detect_image_columns(scan.feed(view.output_rows(), view))
     if scan.rows == 0:
@@ -139,11 +146,13 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         data_glob = "data/*.parquet" if fmt == "hf" else files[0].name
         (stage / "README.md").write_text(
             dataset_card(view, scan, columns, fmt=fmt, split=split, data_glob=data_glob,
-                         images=images.count, missing=len(images.missing)), encoding="utf-8")
+                         images=images.count, missing=len(images.missing), refused=len(images.refused)),
+            encoding="utf-8")
         if (view.run_dir / "pipeline.yaml").is_file():
             shutil.copyfile(view.run_dir / "pipeline.yaml", stage / "pipeline.yaml")
         info = {"pixmill": __version__, "format": fmt, "run": str(view.run_dir.resolve()), "rows": scan.rows,
-                "images": images.count, "missing_images": len(images.missing), "image_columns": columns,
+                "images": images.count, "missing_images": len(images.missing),
+                "refused_images": len(images.refused), "image_columns": columns,
                 "files": [f.relative_to(stage).as_posix() for f in files],
                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (stage / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -153,8 +162,10 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         raise
     for rid, path in images.missing[:20]:
         log.warning("row %s: image %s not found; exported as null", rid, path)
+    for rid, _path, reason in images.refused[:20]:
+        log.warning("row %s: %s; exported as null", rid, reason)
     return ExportResult(to, fmt, scan.rows, [to / f.relative_to(stage) for f in files], images.count,
-                        images.missing, columns)
+                        images.missing, columns, images.refused)
 
 
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -200,6 +211,7 @@ class _ImageFiles:
         self.copied: dict[Path, str] = {}
         self.count = 0
         self.missing: list[tuple[str, str]] = []
+        self.refused: list[tuple[str, str, str]] = []
 
     def rewrite(self, row: dict, columns: dict[str, bool], keys: dict[str, None], embed: bool) -> dict:
         # Every row gets every key (None where missing): Parquet then needs no hidden "absent"
@@ -218,7 +230,11 @@ class _ImageFiles:
     def _one(self, row: dict, path: str, embed: bool) -> Any:
         found = self.view.resolver.resolve(path)
         if found is None:
-            self.missing.append((str(row.get("id")), path))
+            reason = self.view.resolver.refused.get(path)
+            if reason is not None:
+                self.refused.append((str(row.get("id")), path, reason))
+            else:
+                self.missing.append((str(row.get("id")), path))
             return None
         self.count += 1
         if embed:
@@ -295,7 +311,7 @@ def _write_shards(store: Any, folder: Path, split: str, rows: Iterator[dict], co
 
 # -- dataset card -------------------------------------------------------------------------------
 def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: str, split: str, data_glob: str,
-                 images: int, missing: int) -> str:
+                 images: int, missing: int, refused: int = 0) -> str:
     """README.md for the exported folder: the Hub's YAML header, then what a user needs to judge
     and reproduce the dataset."""
     import yaml
@@ -310,7 +326,9 @@ def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: s
            f"Synthetic image dataset made with pixmill {view.manifest.get('pixmill', __version__)}"
            f"{' on ' + str(view.manifest['created']) if view.manifest.get('created') else ''}: "
            f"{scan.rows:,} rows, {images:,} images" + (f" ({missing:,} image files were missing and are null)"
-                                                       if missing else "") + ".", "", "## Loading", "", "```python",
+                                                       if missing else "")
+           + (f" ({refused:,} files were refused, outside the run's folders or not images, and are null)"
+              if refused else "") + ".", "", "## Loading", "", "```python",
            "from datasets import load_dataset", ""]
     if fmt == "hf":
         out += [f'ds = load_dataset("parquet", data_files="{data_glob}")["{split}"]  # or load_dataset("path/to/this/folder")']

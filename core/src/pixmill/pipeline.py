@@ -18,7 +18,7 @@ from .runner import Runner, StepResult, write_summary
 from .store import Store
 
 RUN_KEYS = ("input", "out", "store", "executor", "executor_options", "seed", "retry_failed",
-            "skip_bad_lines", "id_key")
+            "skip_bad_lines", "id_key", "allow_roots")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class PipelineSpec:
     retry_failed: bool = False
     skip_bad_lines: bool = False
     id_key: str = ID_KEY
+    allow_roots: list[str] = field(default_factory=list)  # see pixmill.file_roots
 
     @classmethod
     def from_yaml(cls, path: Path) -> PipelineSpec:
@@ -68,6 +69,10 @@ class PipelineSpec:
             spec.input = base / data["input"]
         if data.get("out"):
             spec.out = base / data["out"]
+        if not isinstance(spec.allow_roots, list):
+            raise ConfigError(f"pipeline file {path}: allow_roots must be a list of folders",
+                              "write `allow_roots: [/data/images]`")
+        spec.allow_roots = [str(base / Path(r).expanduser()) for r in spec.allow_roots]
         return spec
 
     def to_yaml(self, operators: list[Operator] | None = None, relative_to: Path | None = None) -> str:
@@ -100,6 +105,8 @@ class PipelineSpec:
                                 "executor": self.executor, "seed": self.seed, "steps": steps}
         if self.executor_options:
             data["executor_options"] = self.executor_options
+        if self.allow_roots:
+            data["allow_roots"] = [str(Path(r).resolve()) for r in self.allow_roots]
         if self.input is None:
             data.pop("input")
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -182,7 +189,7 @@ def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[S
             op.serving.check()
     reader = input_reader(registry, spec.input)
     with Runner(spec.out, store, executor, seed=spec.seed, retry_failed=spec.retry_failed,
-                progress=progress) as runner:
+                progress=progress, allow_roots=spec.allow_roots) as runner:
         runner.write_pipeline_yaml(spec.to_yaml(operators, relative_to=spec.out))
         runner.run_source(spec.input, skip_bad_lines=spec.skip_bad_lines, id_key=spec.id_key, reader=reader)
         for op in operators:

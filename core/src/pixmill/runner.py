@@ -159,6 +159,7 @@ class Runner:
         seed: int = 0,
         retry_failed: bool = False,
         progress: Progress | None = None,
+        allow_roots: Iterable[Path | str] = (),
     ):
         self.run = RunFolder(Path(out))
         self.store = store
@@ -166,6 +167,7 @@ class Runner:
         self.seed = seed
         self.retry_failed = retry_failed
         self.progress = progress or make_progress()
+        self.allow_roots = tuple(str(Path(r).expanduser().resolve()) for r in allow_roots)
         self.input_dir = Path.cwd()
         self.results: list[StepResult] = []
         self._steps: list[dict[str, Any]] = []
@@ -328,7 +330,8 @@ class Runner:
             self._write_manifest()  # `pixmill status` can follow a long step while it runs
             ctx = StepContext(run_dir=self.run.path.resolve(), step_dir=folder.path.resolve(),
                               input_dir=self.input_dir, seed=self.seed, step_name=folder.name,
-                              committed_rows=lambda: folder.iter_rows(state), committed_count=state.rows)
+                              committed_rows=lambda: folder.iter_rows(state), committed_count=state.rows,
+                              allowed_roots=self.allow_roots)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": False,
                                "seconds": info.get("seconds", 0.0)})
             upstream_rows = up_folder.iter_rows(up_state)

@@ -52,3 +52,46 @@ def test_an_api_key_of_the_wrong_type_is_never_printed(tmp_path, util):
         _generate(tmp_path, util, "http://127.0.0.1:9", api_key=[secret, "second"])
     assert "api-key" in str(err.value) and "hidden" in str(err.value)
     assert secret not in str(err.value)
+
+
+def _rows_naming_outside_files(tmp_path, util):
+    data, outside = tmp_path / "data", tmp_path / "elsewhere"
+    util.png(data / "ok.png")
+    private = util.png(outside / "private.png", color=(1, 2, 3))
+    (data / "link.png").symlink_to(private)
+    rows = [{"id": "ok", "instruction": "make it blue", "images": ["ok.png"]},
+            {"id": "abs", "instruction": "make it blue", "images": [str(private)]},
+            {"id": "link", "instruction": "make it blue", "images": ["link.png"]}]
+    return util.write_jsonl(data / "in.jsonl", rows), outside, private.read_bytes()
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_edit_images_uploads_only_files_in_allowed_folders(tmp_path, util, allowed):
+    inp, outside, private = _rows_naming_outside_files(tmp_path, util)
+    spec = PipelineSpec(steps=[StepSpec("edit-images", {"serving": "openai-images", "api_key": "sk-test"})],
+                        input=inp, out=tmp_path / "run", allow_roots=[str(outside)] if allowed else [])
+    with FakeOpenAIServer() as server:
+        spec.steps[0].options["base_url"] = server.url
+        result = run_pipeline(spec)[-1]
+        uploaded = [img for r in server.requests for img in r.images]
+    if allowed:
+        assert (result.done, result.failed) == (3, 0)
+        return
+    assert (result.done, result.failed) == (1, 2)
+    assert len(uploaded) == 1 and private not in uploaded
+    reasons = {f["id"]: f["reason"] for f in util.failed_rows(tmp_path / "run", 1)}
+    assert set(reasons) == {"abs", "link"}
+    assert all("outside the run and input folders" in r and "--allow-root" in r for r in reasons.values())
+
+
+def test_judge_uploads_only_files_in_allowed_folders(tmp_path, util):
+    inp, _, private = _rows_naming_outside_files(tmp_path, util)
+    spec = PipelineSpec(steps=[StepSpec("judge", {"serving": "openai-llm", "api_key": "sk-test",
+                                                  "image_key": "images"})], input=inp, out=tmp_path / "run")
+    with FakeOpenAIServer(chat_handler=lambda rec: '{"overall": 7, "rationale": "fine"}') as server:
+        spec.steps[0].options["base_url"] = server.url
+        result = run_pipeline(spec)[-1]
+        uploaded = [img for r in server.requests for img in r.images]
+    assert len(uploaded) == 1 and private not in uploaded  # only the allowed row reached the API
+    reasons = {f["id"]: f["reason"] for f in util.failed_rows(tmp_path / "run", 1)}
+    assert "outside the run and input folders" in reasons["abs"] and "outside" in reasons["link"]

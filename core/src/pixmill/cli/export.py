@@ -60,8 +60,10 @@ def _parse_size(text: str) -> int:
 @click.option("--shard-rows", type=click.IntRange(1), default=None, help="hf: at most this many rows per shard")
 @click.option("--max-shard-size", default="500MB", show_default=True, help="hf: about this much image data per shard")
 @click.option("--split", default="train", show_default=True, help="split name in file names and the card")
+@click.option("--allow-root", "allow_roots", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="also read image files under this folder (repeatable; default: only the run and input folders)")
 def command(run_dir: Path, to: Path, fmt: str | None, image_keys: tuple[str, ...], score_key: str,
-            shard_rows: int | None, max_shard_size: str, split: str) -> None:
+            shard_rows: int | None, max_shard_size: str, split: str, allow_roots: tuple[Path, ...]) -> None:
     """Export the last step's rows of RUN: to a file (.jsonl, or .parquet with pixmill-parquet), or
     with --format to a dataset folder that training code loads as it is."""
     if fmt is None:
@@ -74,7 +76,7 @@ def command(run_dir: Path, to: Path, fmt: str | None, image_keys: tuple[str, ...
     from ..exporting import export_dataset
 
     result = export_dataset(run_dir, to, fmt, image_keys=image_keys, score_key=score_key, shard_rows=shard_rows,
-                            max_shard_bytes=_parse_size(max_shard_size), split=split)
+                            max_shard_bytes=_parse_size(max_shard_size), split=split, allow_roots=allow_roots)
     files = ", ".join(str(f.relative_to(result.path)) for f in result.files[:3])
     more = f" and {len(result.files) - 3} more" if len(result.files) > 3 else ""
     click.echo(f"wrote {result.rows:,} rows, {result.images:,} images to {result.path} ({files}{more}, README.md)")
@@ -82,5 +84,9 @@ def command(run_dir: Path, to: Path, fmt: str | None, image_keys: tuple[str, ...
         rid, path = result.missing[0]
         click.echo(f"warning: {len(result.missing):,} image files not found, exported as null "
                    f"(e.g. row {rid}: {path})", err=True)
+    if result.refused:
+        rid, _path, reason = result.refused[0]
+        click.echo(f"warning: {len(result.refused):,} files refused, exported as null (e.g. row {rid}: {reason})",
+                   err=True)
     if not result.image_columns:
         click.echo("note: no image fields found; name them with --image-key", err=True)

@@ -87,6 +87,8 @@ class RunGroup(click.Group):
 @click.option("--retry-failed", is_flag=True, default=None, help="retry the rows that failed in earlier runs")
 @click.option("--skip-bad-lines", is_flag=True, default=None, help="skip malformed input lines (recorded in 00-input/skipped.jsonl)")
 @click.option("--id-key", default=None, help="input field holding a unique row id (default: id, else the line number)")
+@click.option("--allow-root", "allow_roots", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="also let rows name files under this folder (repeatable; default: only the run and input folders)")
 @click.option("--dry-run", is_flag=True, help="validate and print the pipeline as YAML, run nothing")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @click.pass_context
@@ -106,7 +108,8 @@ def command(ctx: click.Context, **kwargs: Any) -> None:
 @click.pass_context
 def _run(ctx: click.Context, steps: list[StepSpec], input_path: Path | None, out: Path | None, store: str | None,
          executor: str | None, executor_opt: tuple[str, ...], seed: int | None, retry_failed: bool | None,
-         skip_bad_lines: bool | None, id_key: str | None, dry_run: bool, quiet: bool) -> None:
+         skip_bad_lines: bool | None, id_key: str | None, allow_roots: tuple[Path, ...], dry_run: bool,
+         quiet: bool) -> None:
     pipeline_file = ctx.meta.get("pipeline_file")
     if pipeline_file:
         if steps:
@@ -123,6 +126,7 @@ def _run(ctx: click.Context, steps: list[StepSpec], input_path: Path | None, out
     for key, value in overrides.items():
         if value is not None:
             setattr(spec, key, value)
+    spec.allow_roots = [*spec.allow_roots, *map(str, allow_roots)]
     for item in executor_opt:
         key, sep, value = item.partition("=")
         if not sep:

@@ -44,10 +44,13 @@ class GalleryResult:
 def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: bool = False,
                   page_size: int = 100, thumb_size: int = 256, workers: int | None = None,
                   image_keys: Iterable[str] = (), prompt_key: str | None = None, score_key: str = "scores",
-                  title: str | None = None) -> GalleryResult:
-    """Write the gallery of the run in ``run_dir`` to ``out`` (default ``RUN/gallery.html``)."""
+                  title: str | None = None, allow_roots: Iterable[Path | str] = ()) -> GalleryResult:
+    """Write the gallery of the run in ``run_dir`` to ``out`` (default ``RUN/gallery.html``).
+    Image files are shown only under the run folder, the input's folder and ``allow_roots`` (see
+    :mod:`pixmill.file_roots`)."""
     started = time.monotonic()
-    view = RunView(run_dir, image_keys=image_keys, prompt_key=prompt_key, score_key=score_key)
+    view = RunView(run_dir, image_keys=image_keys, prompt_key=prompt_key, score_key=score_key,
+                   allow_roots=allow_roots)
     out = Path(out) if out is not None else view.run_dir / "gallery.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     html_dir = out.parent.resolve()
@@ -112,7 +115,8 @@ def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path,
             found = view.resolver.resolve(p)
             meta = metas[i] if i < len(metas) and isinstance(metas[i], dict) else None
             if found is None:
-                images.append({"t": None, "f": p, "miss": True})
+                refused = view.resolver.refused.get(p)
+                images.append({"t": None, "f": p, "miss": True, **({"why": refused} if refused else {})})
                 continue
             generated = generated or view.resolver.is_generated(found)
             images.append({"t": thumb_url(found), "f": file_href(found, html_dir), "c": _caption(meta),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import ConfigError
+from ..file_roots import check_image_file, run_roots
 from ..rows import ID_KEY, prompt_text
 from ..run_folder import RunFolder, StepFolder, StepState
 
@@ -49,15 +50,21 @@ def image_paths(value: Any) -> list[str] | None:
 class PathResolver:
     """Finds the file an image path in a row names, as :meth:`pixmill.StepContext.resolve` does:
     absolute, else relative to the run folder (generated images), the input file's folder, or the
-    working directory. Results are cached: a run names the same input image many times."""
+    working directory. Results are cached: a run names the same input image many times.
 
-    def __init__(self, run_dir: Path, input_dir: Path):
+    A file outside the allowed roots (:mod:`pixmill.file_roots`; symlinks resolved) or that is not
+    an image is refused: :meth:`resolve` gives None and :attr:`refused` holds the reason, so it is
+    never copied into an export or linked from a gallery."""
+
+    def __init__(self, run_dir: Path, input_dir: Path, allow_roots: Iterable[Path | str] = ()):
         self.run_dir = run_dir.resolve()
         self.input_dir = input_dir.resolve()
+        self.roots = run_roots(self.run_dir, self.input_dir, allow_roots)
+        self.refused: dict[str, str] = {}  # path as the row names it -> why it is not read
         self._cache: dict[str, Path | None] = {}
 
     def resolve(self, path: str) -> Path | None:
-        """The existing file ``path`` names, or None."""
+        """The existing, allowed image file ``path`` names, or None."""
         try:
             return self._cache[path]
         except KeyError:
@@ -66,10 +73,19 @@ class PathResolver:
         found = None
         for candidate in ([p] if p.is_absolute() else [self.run_dir / p, self.input_dir / p, Path.cwd() / p]):
             if candidate.is_file():
-                found = candidate.resolve()
+                try:
+                    found = self.roots.check(candidate, named=path)
+                    check_image_file(found, named=path)
+                except ValueError as exc:
+                    self.refused[path] = str(exc)
+                    found = None
                 break
         self._cache[path] = found
         return found
+
+    def named_file(self, path: str) -> bool:
+        """Whether ``path`` names an existing file, allowed or refused (an image column's value)."""
+        return self.resolve(path) is not None or path in self.refused
 
     def is_generated(self, absolute: Path) -> bool:
         """Whether a resolved image was written by the run (else it came with the input)."""
@@ -118,7 +134,7 @@ class RunView:
     """Reads a run folder for presentation: rows with statuses, image columns, per-step figures."""
 
     def __init__(self, run_dir: Path | str, image_keys: Iterable[str] = (), prompt_key: str | None = None,
-                 score_key: str = "scores"):
+                 score_key: str = "scores", allow_roots: Iterable[Path | str] = ()):
         self.run_dir = Path(run_dir)
         self.run = RunFolder(self.run_dir)
         self.steps: list[StepFolder] = self.run.steps()
@@ -127,7 +143,7 @@ class RunView:
         self.manifest = self.run.manifest
         source = self.manifest.get("input") or {}
         input_dir = Path(source["path"]).parent if source.get("path") else Path.cwd()
-        self.resolver = PathResolver(self.run_dir, input_dir)
+        self.resolver = PathResolver(self.run_dir, input_dir, allow_roots)
         self.user_image_keys = tuple(image_keys)
         self.prompt_key = prompt_key
         self.score_key = score_key
@@ -225,7 +241,7 @@ class RunView:
                     is_list[key] = True
                 else:
                     is_list.setdefault(key, False)
-                if key not in confirmed and any(self.resolver.resolve(p) for p in paths):
+                if key not in confirmed and any(self.resolver.named_file(p) for p in paths):
                     confirmed.add(key)
         return {k: is_list.get(k, False) for k in is_list if k in confirmed} | \
             {k: False for k in named if k not in is_list}

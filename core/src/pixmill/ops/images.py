@@ -269,7 +269,10 @@ def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
     """Open an image named in a row, fully read, or raise ValueError naming the file and field."""
     from PIL import Image, UnidentifiedImageError
 
-    resolved = ctx.resolve(path)
+    try:
+        resolved = ctx.readable(path)
+    except ValueError as exc:  # outside the allowed folders: never read, never uploaded
+        raise ValueError(f"field {key!r}: {exc}") from None
     if not resolved.is_file():
         raise ValueError(f"image {path!r} in field {key!r} not found (looked for {resolved})")
     try:

@@ -44,7 +44,10 @@ def load_images(row: dict, key: str, ctx: StepContext, option: str = "--image-ke
         raise RowError(f"row {rid}: field {key!r} holds no image path (did the step that makes it fail?)")
     images = []
     for path in paths:
-        absolute = ctx.resolve(path)
+        try:
+            absolute = ctx.readable(path)
+        except ValueError as exc:  # outside the allowed folders: never read, never uploaded
+            raise RowError(f"row {rid}: field {key!r}: {exc}") from None
         try:
             with Image.open(absolute) as img:
                 images.append(img.convert("RGB"))
