@@ -61,6 +61,7 @@ class Storage:
         if op.serving is not None:
             op.serving.check()
         result = runner.run_step(op)
+        runner.mark_complete()  # the run is complete as far as the script has taken it
         write_summary(self.out, runner.results)
         return result
 

@@ -195,5 +195,6 @@ def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[S
         for op in operators:
             runner.run_step(op)
         runner.retire_later_steps()
+        runner.mark_complete()
         write_summary(spec.out, runner.results)
         return runner.results

@@ -184,6 +184,7 @@ class Runner:
             "store": self.store.name,
             "executor": {"name": self.executor.name, "options": self.executor.config},
             "seed": self.seed,
+            "complete": False,  # until the whole pipeline has run (export refuses a run that has not)
         }
         return self
 
@@ -205,6 +206,7 @@ class Runner:
         recomputes the pipeline and an unchanged input costs nothing.
         """
         started = time.monotonic()
+        self._manifest["complete"] = False
         if input_path is None:
             identity: dict[str, Any] = {"source": "seed-row"}
             self.input_dir = Path.cwd()
@@ -310,6 +312,7 @@ class Runner:
         if self._last is None:
             raise PixmillError("no input step yet", "call run_source() first")
         up_folder, up_state, up_key = self._last
+        self._manifest["complete"] = False
         index = len(self._steps)
         key = step_key(op.identity(), up_key, self.store.name)
         folder = self.run.step_folder(index, op.name, key, self.store)
@@ -398,6 +401,11 @@ class Runner:
     @property
     def last_folder(self) -> StepFolder | None:
         return self._last[0] if self._last else None
+
+    def mark_complete(self) -> None:
+        """Record that every step of the pipeline ran to the end (``complete`` in the manifest)."""
+        self._manifest["complete"] = True
+        self._write_manifest()
 
     def retire_later_steps(self) -> None:
         """Move step folders beyond the last step run (a pipeline that got shorter) to .stale/."""

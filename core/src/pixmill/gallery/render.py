@@ -80,6 +80,7 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
         "title": title or f"pixmill run {view.run_dir.resolve().name}",
         "run": str(view.run_dir),
         "created": view.manifest.get("created"),
+        "incomplete": view.incomplete,
         "pixmill": view.manifest.get("pixmill"),
         "page_size": page_size,
         "score_key": score_key,

@@ -134,13 +134,18 @@ class RunView:
     """Reads a run folder for presentation: rows with statuses, image columns, per-step figures."""
 
     def __init__(self, run_dir: Path | str, image_keys: Iterable[str] = (), prompt_key: str | None = None,
-                 score_key: str = "scores", allow_roots: Iterable[Path | str] = ()):
+                 score_key: str = "scores", allow_roots: Iterable[Path | str] = (), step: str | None = None):
         self.run_dir = Path(run_dir)
         self.run = RunFolder(self.run_dir)
         self.steps: list[StepFolder] = self.run.steps()
         if not self.steps:
             raise ConfigError(f"run {self.run_dir} has no steps", "run a pipeline into it first")
         self.manifest = self.run.manifest
+        # Why the run's result is not final (killed, interrupted, a step that failed), or None.
+        self.incomplete = incomplete_reason(self.manifest, self.steps)
+        self.all_steps = list(self.steps)
+        if step is not None:
+            self.steps = self.steps[:find_step(self.steps, step, self.run_dir) + 1]
         source = self.manifest.get("input") or {}
         input_dir = Path(source["path"]).parent if source.get("path") else Path.cwd()
         self.resolver = PathResolver(self.run_dir, input_dir, allow_roots)
@@ -276,6 +281,29 @@ class RunView:
                 if k != "overall" and isinstance(v, (int, float)) and not isinstance(v, bool)}
         rationale = value.get("rationale")
         return overall, subs, rationale if isinstance(rationale, str) else ""
+
+
+def incomplete_reason(manifest: dict, steps: list[StepFolder]) -> str | None:
+    """Why a run's output is not the pipeline's result, or None when it is."""
+    for step in steps:
+        if not step.info.get("complete"):
+            return f"step {step.name} did not finish"
+    if manifest.get("complete") is False:  # (runs made before this flag existed have no key)
+        return f"the pipeline stopped after step {steps[-1].name}; later steps never ran"
+    return None
+
+
+def find_step(steps: list[StepFolder], name: str, run_dir: Path) -> int:
+    """The index of the step named by folder (``02-judge``), number (``2``) or operator (``judge``)."""
+    for i, step in enumerate(steps):
+        if name in (step.name, step.name.split("-", 1)[0], str(i)):
+            return i
+    matches = [i for i, step in enumerate(steps) if step.name.split("-", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(s.name for s in steps)
+    raise ConfigError(f"run {run_dir} has {'several steps' if matches else 'no step'} named {name!r}",
+                      f"name one of: {names}")
 
 
 def _drop_reason(step: StepFolder) -> str:

@@ -1,0 +1,96 @@
+"""A run that did not finish is never exported as if it had: export refuses it with one line,
+unless asked for a finished step or --partial, and then the card and export.json say so; the
+gallery shows it as incomplete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import read_jsonl, run_cli, write_jsonl
+from pixmill import Operator
+from pixmill.plugins import get_registry
+from pixmill.runner import Runner
+
+
+class InterruptedAtRow(Operator):
+    """Passes rows through, and is interrupted (as by Ctrl-C) when it reaches row 30."""
+
+    name = "interrupted-at-row"
+    default_batch_size = 10
+
+    def process(self, rows, ctx):
+        if any(r["id"] == "30" for r in rows):
+            raise KeyboardInterrupt
+        return rows
+
+
+@pytest.fixture
+def killed_run(tmp_path: Path) -> Path:
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": f"row {i}"} for i in range(100)])
+    registry = get_registry()
+    store = registry.get_store("jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        with Runner(tmp_path / "run", store(), registry.get_executor("local")()) as runner:
+            runner.run_source(inp, reader=store())
+            runner.run_step(InterruptedAtRow())
+    return tmp_path / "run"
+
+
+def test_export_refuses_a_run_that_did_not_finish(killed_run, tmp_path):
+    for args in (["--to", str(tmp_path / "ds"), "--format", "jsonl"], ["--to", str(tmp_path / "rows.jsonl")]):
+        proc = run_cli("export", str(killed_run), *args)
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines() == [
+            f"Error: run {killed_run} did not finish: step 01-interrupted-at-row did not finish (fix: rerun the "
+            "same `pixmill run` command to finish it, or pass --partial (or --step NAME for a finished step) to "
+            "export what is there, marked as partial)"]
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "rows.jsonl").exists()
+
+
+def test_partial_export_says_so_in_the_card_and_export_json(killed_run, tmp_path):
+    proc = run_cli("export", str(killed_run), "--to", str(tmp_path / "ds"), "--format", "jsonl", "--partial")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((tmp_path / "ds" / "export.json").read_text())
+    assert info["partial"] is True and info["rows"] == 30 and info["step"] == "01-interrupted-at-row"
+    assert "step 01-interrupted-at-row did not finish" in info["incomplete"]
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "**Not the pipeline's finished result.**" in card and "did not finish" in card
+    assert "partial" in proc.stderr
+
+
+def test_a_finished_step_of_an_unfinished_run_can_be_named(killed_run, tmp_path):
+    proc = run_cli("export", str(killed_run), "--to", str(tmp_path / "in.jsonl"), "--step", "input")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_jsonl(tmp_path / "in.jsonl")) == 100
+    proc = run_cli("export", str(killed_run), "--to", str(tmp_path / "ds"), "--format", "jsonl", "--step", "00-input")
+    info = json.loads((tmp_path / "ds" / "export.json").read_text())
+    assert info["partial"] is True and info["step"] == "00-input" and info["rows"] == 100
+    proc = run_cli("export", str(killed_run), "--to", str(tmp_path / "x.jsonl"), "--step", "judge")
+    assert proc.returncode == 1 and "has no step named 'judge'" in proc.stderr
+
+
+def test_a_run_stopped_between_steps_is_incomplete_too(tmp_path):
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}])
+    proc = run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "head", "--n", "1", check=True)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["complete"] is True
+    registry = get_registry()
+    store = registry.get_store("jsonl")
+    with Runner(tmp_path / "run", store(), registry.get_executor("local")()) as runner:
+        runner.run_source(inp, reader=store())  # a process killed before its next step started
+    proc = run_cli("export", str(tmp_path / "run"), "--to", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 1 and "the pipeline stopped after step 00-input" in proc.stderr
+
+
+def test_gallery_marks_an_unfinished_run(killed_run, tmp_path):
+    page = tmp_path / "gallery.html"
+    run_cli("gallery", str(killed_run), "-o", str(page), check=True)
+    html = page.read_text()
+    data = json.loads(html.split('type="application/json">', 1)[1].split("</script>", 1)[0])
+    assert data["incomplete"] == "step 01-interrupted-at-row did not finish"
+    finished = tmp_path / "finished"
+    run_cli("run", "-q", "-i", str(tmp_path / "in.jsonl"), "-o", str(finished), "head", "--n", "3", check=True)
+    run_cli("gallery", str(finished), "-o", str(page), check=True)
+    assert '"incomplete": null' in page.read_text() or '"incomplete":null' in page.read_text()
