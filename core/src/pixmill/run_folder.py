@@ -55,6 +55,17 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def remove_temp_files(folder: Path) -> int:
+    """Delete the ``.NAME.tmp`` files a killed or failed write left anywhere under ``folder``
+    (parts, images, thumbnails); returns how many. Only for a folder this process holds the lock of."""
+    removed = 0
+    for tmp in folder.rglob(".*.tmp"):
+        if tmp.is_file() or tmp.is_symlink():
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 @dataclass
 class StepState:
     """What a step has committed, rebuilt from its ledger."""
@@ -106,9 +117,9 @@ class StepFolder:
         if clean:
             committed = set(state.parts)
             for p in self.path.iterdir():
-                is_part = p.name.startswith("part-") and p.name not in committed
-                if is_part or (p.name.startswith(".") and p.name.endswith(".tmp")):
+                if p.name.startswith("part-") and p.name not in committed:
                     p.unlink()
+            remove_temp_files(self.path)
         return state
 
     @staticmethod

@@ -11,7 +11,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import PixmillError
+from ..errors import PixmillError, environment_fault, is_environment_error
 from ..interrupt import MESSAGE as INTERRUPTED
 
 # Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
@@ -69,5 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001
         if debug:
             raise
+        if is_environment_error(exc):  # disk full or unwritable while committing: say so plainly
+            click.echo(f"Error: {environment_fault(exc, 'the run')}", err=True)
+            sys.exit(1)
         click.echo(f"Error: {type(exc).__name__}: {exc} (set PIXMILL_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
+from ..errors import is_environment_error
 from ..gallery.thumbs import write_sidecar
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
@@ -67,13 +68,17 @@ def save_image(image: GeneratedImage, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pixels = image.image
-    if image.data is not None:
-        tmp.write_bytes(image.data)
-    elif pixels is not None:
-        pixels.save(tmp, format="PNG")
-    else:
+    if image.data is None and pixels is None:
         raise ValueError("the serving returned an image with neither pixels nor data")
-    os.replace(tmp, path)
+    try:
+        if image.data is not None:
+            tmp.write_bytes(image.data)
+        else:
+            pixels.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep half a file
+        raise
     try:
         if pixels is None:
             from PIL import Image
@@ -280,6 +285,8 @@ def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
             img.load()
             return img.convert(mode)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if is_environment_error(exc):
+            raise  # the machine's fault (permissions, I/O, memory), not the row's: the step stops
         raise ValueError(f"image {path!r} in field {key!r} cannot be read: {exc}") from None
 
 

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..context import StepContext
-from ..errors import ConfigError, PixmillError, RowError
+from ..errors import ConfigError, PixmillError, RowError, is_environment_error
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_text, set_field
@@ -55,6 +55,8 @@ def load_images(row: dict, key: str, ctx: StepContext, option: str = "--image-ke
             raise RowError(f"row {rid}: image {path!r} (field {key!r}) not found at {absolute}; "
                            "paths are relative to the run folder or the input file's folder") from None
         except (UnidentifiedImageError, OSError) as exc:
+            if is_environment_error(exc):
+                raise  # the machine's fault (permissions, I/O), not the row's: the step stops
             raise RowError(f"row {rid}: image {path!r} (field {key!r}) is not a readable image: {exc}") from None
     return images
 
