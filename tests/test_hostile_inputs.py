@@ -144,3 +144,32 @@ def test_export_split_cannot_leave_the_export_folder(tmp_path):
     assert "split name '../../escaped' is not valid" in proc.stderr
     assert not list(tmp_path.rglob("escaped*"))
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- --out ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("content", ["manifest", "step-folders", "pipeline"])
+def test_out_refuses_a_folder_that_is_not_a_run(tmp_path, content):
+    inp = _rows(tmp_path)
+    out = tmp_path / "mine"
+    out.mkdir()
+    files = {"manifest": {"manifest.json": '{"my": "own manifest"}'},
+             "step-folders": {"00-notes/a.txt": "mine", "01-drafts/b.txt": "mine too"},
+             "pipeline": {"pipeline.yaml": "# my commented pipeline\nsteps: []\n"}}[content]
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    proc = run_cli("run", "-q", "-i", str(inp), "-o", str(out), "head", "--n", "2")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: --out {out} is a folder with other files in it, not a pixmill run "
+        "(fix: choose a new or empty folder for the run)"]
+    assert {p.relative_to(out).as_posix(): p.read_text() for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_out_accepts_an_empty_folder_and_its_own_run(tmp_path):
+    inp = _rows(tmp_path)
+    out = tmp_path / "empty"
+    out.mkdir()
+    for _ in range(2):  # the second run resumes its own run folder
+        run_cli("run", "-q", "-i", str(inp), "-o", str(out), "head", "--n", "2", check=True)
+    assert len(_step_rows(out / "01-head")) == 2

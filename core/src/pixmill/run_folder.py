@@ -187,7 +187,22 @@ class RunFolder:
         self.path = Path(path)
         self._lock_fh: Any = None
 
+    def is_run(self) -> bool:
+        """Whether the folder holds a pixmill run: its lock file (made before anything else) or a
+        manifest written by pixmill."""
+        return (self.path / ".lock").is_file() or "pixmill" in self.manifest
+
+    def check_is_run_or_empty(self) -> None:
+        """Refuse a non-empty folder that is not a run: running into it would overwrite its
+        manifest.json or pipeline.yaml and move its NN-* folders away."""
+        if self.path.is_dir() and not self.is_run() and any(self.path.iterdir()):
+            raise PixmillError(f"--out {self.path} is a folder with other files in it, not a pixmill run",
+                               "choose a new or empty folder for the run")
+        if self.path.exists() and not self.path.is_dir():
+            raise PixmillError(f"--out {self.path} is a file", "choose a new or empty folder for the run")
+
     def lock(self) -> None:
+        self.check_is_run_or_empty()
         self.path.mkdir(parents=True, exist_ok=True)
         fh = open(self.path / ".lock", "a+")
         try:
