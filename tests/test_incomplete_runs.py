@@ -94,3 +94,34 @@ def test_gallery_marks_an_unfinished_run(killed_run, tmp_path):
     run_cli("run", "-q", "-i", str(tmp_path / "in.jsonl"), "-o", str(finished), "head", "--n", "3", check=True)
     run_cli("gallery", str(finished), "-o", str(page), check=True)
     assert '"incomplete": null' in page.read_text() or '"incomplete":null' in page.read_text()
+
+
+def test_a_killed_export_leaves_nothing_behind_after_the_next_export(tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from helpers import PIXMILL
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.frombytes("RGB", (300, 300), os.urandom(300 * 300 * 3)).save(data / "0.png")
+    for i in range(1, 400):
+        shutil.copyfile(data / "0.png", data / f"{i}.png")
+    inp = write_jsonl(data / "in.jsonl", [{"image": f"{i}.png"} for i in range(400)])
+    run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "head", "--n", "400", check=True)
+    target = tmp_path / "ds"
+    proc = subprocess.Popen([*PIXMILL, "export", str(tmp_path / "run"), "--to", str(target), "--format", "jsonl"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".ds.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert list(tmp_path.glob(".ds.*.tmp")), "the kill must land while the export is being staged"
+    run_cli("export", str(tmp_path / "run"), "--to", str(target), "--format", "jsonl", check=True)
+    assert not list(tmp_path.glob(".ds.*"))
+    assert len(read_jsonl(target / "train.jsonl")) == 400

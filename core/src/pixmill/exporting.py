@@ -138,6 +138,7 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
     if scan.rows == 0:
         raise PixmillError(f"run {view.run_dir}: its last step ({view.last.name}) has no rows to export",
                            "check `pixmill status RUN`: rows may all have failed or been filtered out")
+    remove_stale_temps(to)
     stage = to.with_name(f".{to.name}.{os.getpid()}.tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -209,6 +210,40 @@ def _check_target(to: Path) -> None:
     if to.is_dir() and any(to.iterdir()) and not (to / EXPORT_INFO).is_file():
         raise ConfigError(f"cannot export to {to}: the folder is not empty and holds no previous export",
                           "choose a new or empty folder")
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Delete what killed exports to ``target`` left beside it (``.NAME.PID.tmp`` stages and files,
+    ``.NAME.PID.old`` folders) when process PID is gone; returns what was removed."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    prefix = f".{target.name}."
+    for path in target.parent.iterdir():
+        rest = path.name[len(prefix):] if path.name.startswith(prefix) else ""
+        pid, _, kind = rest.partition(".")
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d leftovers of interrupted exports beside %s", len(removed), target)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _swap_in(stage: Path, to: Path) -> None:

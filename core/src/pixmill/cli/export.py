@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..exporting import FORMATS, check_exportable
+from ..exporting import FORMATS, check_exportable, remove_stale_temps
 from ..plugins import get_registry
 
 
@@ -27,6 +27,7 @@ def export_rows(run_dir: Path, to: Path, step: str | None = None, partial: bool 
         raise ConfigError(f"cannot export to {to}: no store writes {to.suffix or 'extension-less'} files",
                           f"use one of: {suffixes}")
     to.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(to)
     return store_cls().write_file(to, last.iter_rows())
 
 
