@@ -125,3 +125,32 @@ def test_a_killed_export_leaves_nothing_behind_after_the_next_export(tmp_path):
     run_cli("export", str(tmp_path / "run"), "--to", str(target), "--format", "jsonl", check=True)
     assert not list(tmp_path.glob(".ds.*"))
     assert len(read_jsonl(target / "train.jsonl")) == 400
+
+
+def test_a_truncated_committed_part_is_named_reported_and_repaired(tmp_path):
+    from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
+
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": f"row {i}"} for i in range(30)])
+    spec = PipelineSpec(steps=[StepSpec("template", {"template": "{text}!", "output_key": "t", "batch_size": 10}),
+                               StepSpec("head", {"n": 30})], input=inp, out=tmp_path / "run")
+    run_pipeline(spec)
+    step = tmp_path / "run" / "01-template"
+    parts = sorted(step.glob("part-*.jsonl"))
+    data = parts[-1].read_bytes()
+    parts[-1].write_bytes(data[: len(data) // 2])  # a torn copy, a bad disk sector
+
+    proc = run_cli("status", str(tmp_path / "run"))
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("01-template"))
+    assert "damaged" in line and "complete" not in line
+    assert f"damaged part {parts[-1].name}" in proc.stdout
+
+    proc = run_cli("export", str(tmp_path / "run"), "--to", str(tmp_path / "x.jsonl"), "--step", "template")
+    assert proc.returncode == 1 and "--skip-bad-lines" not in proc.stderr
+    assert f"{parts[-1].name}" in proc.stderr and "rerun" in proc.stderr
+
+    results = run_pipeline(spec)  # the rerun repairs the step: only the damaged part's rows are redone
+    assert results[1].new_done == len(data.splitlines()) and not results[1].cached
+    rows = [r for p in sorted(step.glob("part-*.jsonl")) for r in read_jsonl(p)]
+    assert sorted(int(r["id"]) for r in rows) == list(range(30))
+    assert run_cli("export", str(tmp_path / "run"), "--to", str(tmp_path / "y.jsonl")).returncode == 0
+    assert len(read_jsonl(tmp_path / "y.jsonl")) == 30

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -34,6 +35,8 @@ try:
 except ImportError:  # pragma: no cover
     _loads = json.loads
 from .store import Store, atomic_replace, fsync_dir, temp_path
+
+log = logging.getLogger("pixmill.run")
 
 LEDGER = "ledger.jsonl"
 STEP_INFO = "step.json"
@@ -77,6 +80,7 @@ class StepState:
     commits: int = 0
     done_count: int = 0
     track_ids: bool = True
+    part_bytes: dict[str, int] = field(default_factory=dict)  # size of each part when committed
 
 
 class StepFolder:
@@ -114,6 +118,10 @@ class StepFolder:
                     self._apply(state, entry)
             if clean:
                 self._truncate_torn(ledger)
+                damaged = self.damaged_parts(state)
+                if damaged:
+                    self._drop_parts(damaged, ledger)
+                    return self.load_state(clean=True, with_ids=with_ids)
         if clean:
             committed = set(state.parts)
             for p in self.path.iterdir():
@@ -122,10 +130,40 @@ class StepFolder:
             remove_temp_files(self.path)
         return state
 
+    def damaged_parts(self, state: StepState) -> dict[str, str]:
+        """Committed parts that are missing or no longer their committed size (a disk fault, a
+        truncating copy), each with what is wrong. One ``stat`` per part: cheap on every run."""
+        damaged = {}
+        for part in state.parts:
+            try:
+                size = (self.path / part).stat().st_size
+            except FileNotFoundError:
+                damaged[part] = "missing"
+                continue
+            expected = state.part_bytes.get(part)
+            if expected is not None and size != expected:
+                damaged[part] = f"{size:,} bytes instead of the {expected:,} committed"
+        return damaged
+
+    def _drop_parts(self, damaged: dict[str, str], ledger: Path) -> None:
+        """Repair: forget the commits of damaged parts (their rows are redone) and delete them."""
+        kept = []
+        for line in ledger.read_text(encoding="utf-8").splitlines(keepends=True):
+            if _loads(line).get("part") not in damaged:
+                kept.append(line)
+        tmp = temp_path(ledger)
+        tmp.write_text("".join(kept), encoding="utf-8")
+        atomic_replace(tmp, ledger)
+        for part, why in damaged.items():
+            (self.path / part).unlink(missing_ok=True)
+            log.warning("%s/%s is damaged (%s): its rows are recomputed", self.name, part, why)
+
     @staticmethod
     def _apply(state: StepState, entry: dict) -> None:
         if entry.get("part"):
             state.parts.append(entry["part"])
+            if "bytes" in entry:
+                state.part_bytes[entry["part"]] = int(entry["bytes"])
         state.rows += int(entry.get("rows", 0))
         state.commits += 1
         done = entry.get("done", ())
@@ -153,10 +191,13 @@ class StepFolder:
     def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict]) -> None:
         """Atomically commit a batch of results: part file first, then its ledger line."""
         part = None
+        entry: dict[str, Any] = {}
         if rows:
             part = self.next_part_name(state)
             self.store.write_part(self.path / part, rows)
-        entry = {"part": part, "rows": len(rows), "done": done, "failed": failed, "time": round(time.time(), 3)}
+            entry["bytes"] = (self.path / part).stat().st_size  # lets every later run spot a damaged part
+        entry = {"part": part, "rows": len(rows), "done": done, "failed": failed, "time": round(time.time(), 3),
+                 **entry}
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         with open(self.path / LEDGER, "a", encoding="utf-8") as fh:
             fh.write(line)
@@ -168,7 +209,14 @@ class StepFolder:
         """Stream the committed rows, in commit order."""
         parts = (state or self.load_state()).parts
         for part in parts:
-            yield from self.store.read_part(self.path / part)
+            try:
+                yield from self.store.read_part(self.path / part)
+            except (PixmillError, OSError, ValueError) as exc:
+                # A committed part is pixmill's own file: no input option fixes it, a rerun does.
+                detail = (exc.message if isinstance(exc, PixmillError) else str(exc)).split("\n")[0][:300]
+                raise PixmillError(
+                    f"{self.path / part}: this committed part of step {self.name} is damaged ({detail})",
+                    "rerun the same `pixmill run` command: the damaged part's rows are recomputed") from None
 
     def write_failed(self, state: StepState) -> None:
         path = self.path / FAILED

@@ -227,6 +227,8 @@ class Runner:
         info = folder.info
         cached = bool(info.get("complete"))
         state = folder.load_state(clean=not cached, with_ids=not cached)
+        if cached and folder.damaged_parts(state):  # a damaged copy of the input: copy it again
+            cached, state = False, folder.load_state(clean=True)
         skipped = int(info.get("skipped_lines", 0))
         self.progress.step_started(folder.name, total=None, cached=cached)
         if not cached:
@@ -322,6 +324,8 @@ class Runner:
         retry = self.retry_failed and (bool(info.get("failed")) or not info.get("complete"))
         cached = bool(info.get("complete")) and info.get("upstream") == upstream and not retry
         state = folder.load_state(clean=not cached, with_ids=not cached)
+        if cached and folder.damaged_parts(state):  # repaired below: only the damaged part's rows rerun
+            cached, state = False, folder.load_state(clean=True)
         started = time.monotonic()
         before_done, before_failed = state.done_count, len(state.failed)
         skip = state.done if retry or not state.failed else state.done | state.failed.keys()

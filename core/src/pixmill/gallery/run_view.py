@@ -288,6 +288,10 @@ def incomplete_reason(manifest: dict, steps: list[StepFolder]) -> str | None:
     for step in steps:
         if not step.info.get("complete"):
             return f"step {step.name} did not finish"
+        damaged = step.damaged_parts(step.load_state(with_ids=False))
+        if damaged:
+            part, why = next(iter(damaged.items()))
+            return f"step {step.name} has a damaged part ({part}: {why}); rerun the pipeline to repair it"
     if manifest.get("complete") is False:  # (runs made before this flag existed have no key)
         return f"the pipeline stopped after step {steps[-1].name}; later steps never ran"
     return None
