@@ -22,6 +22,7 @@ from . import __version__, interrupt
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
+from .input_images import has_embedded_images, write_embedded_images
 from .operator import Failed, Operator
 from .progress import Progress, make_progress
 from .rows import ID_KEY, child_id
@@ -288,6 +289,8 @@ class Runner:
             log.warning("%s:%d: skipped a malformed line (%s)", input_path, lineno, error)
 
         seen: set[str] = set()
+        reader.check_input(input_path, self.store)  # before any work: columns the step files cannot hold
+        embedded_images = reader.name != "jsonl"  # JSON has no bytes: only binary formats embed images
         for n, row in enumerate(reader.read_part(input_path, on_bad_line=on_bad if skip_bad else None)):
             if id_key in row and row[id_key] is not None:
                 rid = str(row[id_key])
@@ -299,6 +302,8 @@ class Runner:
                 rid = str(n + len(bad))
             if ID_KEY in row:
                 row = {k: v for k, v in row.items() if k != ID_KEY}
+            if embedded_images and has_embedded_images(row):  # e.g. a Hugging Face dataset's image column
+                row = write_embedded_images(row, rid, folder.path / "images", self.run.path)
             out = {ID_KEY: rid}  # the id first, so part files read well
             out.update(row)
             yield out
