@@ -92,6 +92,22 @@ def test_ratios_split_by_largest_remainder(server):
     assert op.targets() == {"cats": 1, "dogs": 3}
 
 
+@pytest.mark.parametrize("num_prompts, expected", [
+    (10, {"replace": 5, "add": 3, "remove": 2}),
+    (1, {"replace": 1, "add": 0, "remove": 0}),
+    (7, {"replace": 4, "add": 2, "remove": 1}),
+    (100, {"replace": 50, "add": 30, "remove": 20}),
+])
+def test_given_ratios_replace_the_built_in_categories(server, num_prompts, expected):
+    # Every built-in name, but only three of them weighted: the others must not appear.
+    op = get_operator("generate-prompts")(serving=llm(server), kind="instruction", num_prompts=num_prompts,
+                                          ratios={"replace": 0.5, "add": 0.3, "remove": 0.2})
+    assert op.targets() == expected
+    op = get_operator("generate-prompts")(serving=llm(server), kind="instruction", num_prompts=num_prompts,
+                                          ratios={"replace": 0.5, "add": 0.3, "sky": 0.2})
+    assert set(op.targets()) == {"replace", "add", "sky"}, "an unknown name is a new category"
+
+
 def test_bad_category_options_are_clear_errors(server, tmp_path):
     Op = get_operator("generate-prompts")
     with pytest.raises(ConfigError, match="ratio 'lots'"):

@@ -46,7 +46,7 @@ def test_tutorial_serving_drives_generate_images(installed, tmp_path):
             "--model", "red", "--input-key", "prompt", pythonpath=[installed], check=True)
     run_cli("export", str(tmp_path / "run"), "--to", str(tmp_path / "out.jsonl"), pythonpath=[installed], check=True)
     row = read_jsonl(tmp_path / "out.jsonl")[0]
-    image_path = row["image"] if isinstance(row["image"], str) else row["image"][0]
+    image_path = row["images"][0]
     from PIL import Image
 
     with Image.open(tmp_path / "run" / image_path) as im:

@@ -22,7 +22,7 @@ def test_generate_images_writes_pngs_with_full_provenance(tmp_path: Path, models
     run = h.run(tmp_path, rows, [("generate-images", flux(models, guidance=4.0, batch_size=3))])
     assert not run.failed
     a = run.by_id["a"]
-    image = run.image(a["image"])
+    image = run.image(a["images"][0])
     assert image.size == (32, 32)
     assert h.pixels(image).std() > 5, "random weights still give a non-flat image"
     meta = a["image_meta"]
@@ -40,22 +40,22 @@ def test_batching_never_changes_pixels_and_rows_never_share_noise(tmp_path: Path
     one = h.run(tmp_path, rows, [("generate-images", flux(models, batch_size=1))], "one")
     four = h.run(tmp_path, rows, [("generate-images", flux(models, batch_size=4))], "four")
     other_seed = h.run(tmp_path, rows[:1], [("generate-images", flux(models))], "other", seed=1)
-    imgs1 = [h.pixels(one.image(one.by_id[str(i)]["image"])) for i in range(4)]
-    imgs4 = [h.pixels(four.image(four.by_id[str(i)]["image"])) for i in range(4)]
+    imgs1 = [h.pixels(one.image(one.by_id[str(i)]["images"][0])) for i in range(4)]
+    imgs4 = [h.pixels(four.image(four.by_id[str(i)]["images"][0])) for i in range(4)]
     for a, b in zip(imgs1, imgs4, strict=True):
         assert np.abs(a - b).max() <= 1, "the same row gives the same image at batch size 1 and 4"
     assert np.abs(imgs1[0] - imgs1[1]).mean() > 5, "two rows with the same prompt get different noise"
-    assert np.abs(imgs1[0] - h.pixels(other_seed.image(other_seed.by_id["0"]["image"]))).mean() > 5
+    assert np.abs(imgs1[0] - h.pixels(other_seed.image(other_seed.by_id["0"]["images"][0]))).mean() > 5
 
 
 def test_images_per_prompt_and_serving_default(tmp_path: Path, models, h):
     rows = [{"id": "a", "prompt": "a cat"}]
     run = h.run(tmp_path, rows, [("generate-images", flux(models, images_per_prompt=2))], "op")
-    assert len(run.by_id["a"]["image"]) == 2
+    assert len(run.by_id["a"]["images"]) == 2
     seeds = [m["seed"] for m in run.by_id["a"]["image_meta"]]
     assert len(set(seeds)) == 2
     run2 = h.run(tmp_path, rows, [("generate-images", flux(models, num_images_per_prompt=3))], "serving")
-    assert len(run2.by_id["a"]["image"]) == 3
+    assert len(run2.by_id["a"]["images"]) == 3
     # Same run seed, row and index -> the first two images are the very same.
     assert [m["seed"] for m in run2.by_id["a"]["image_meta"][:2]] == seeds
 
@@ -65,7 +65,7 @@ def test_sizes_round_to_multiples_of_16_with_a_warning(tmp_path: Path, models, h
     run = h.run(tmp_path, [{"id": "a", "prompt": "x"}], [("generate-images", flux(models, width=50, height=40))])
     meta = run.by_id["a"]["image_meta"]
     assert (meta["width"], meta["height"]) == (48, 48)
-    assert run.image(run.by_id["a"]["image"]).size == (48, 48)
+    assert run.image(run.by_id["a"]["images"][0]).size == (48, 48)
     assert "width 50 is not a multiple of 16: using 48" in caplog.text
 
 
@@ -121,14 +121,14 @@ def test_memory_options_and_lora(tmp_path: Path, models, h, caplog):
     caplog.set_level(logging.WARNING, logger="pixmill.diffusers")
     saving = h.run(tmp_path, rows, [("generate-images", flux(models, vae_slicing=True, cpu_offload=True))], "saving")
     assert "need a GPU: ignored on the CPU" in caplog.text
-    base = h.pixels(plain.image(plain.by_id["a"]["image"]))
-    assert np.abs(base - h.pixels(saving.image(saving.by_id["a"]["image"]))).max() <= 1
+    base = h.pixels(plain.image(plain.by_id["a"]["images"][0]))
+    assert np.abs(base - h.pixels(saving.image(saving.by_id["a"]["images"][0]))).max() <= 1
     tiled = h.run(tmp_path, rows, [("generate-images", flux(models, vae_tiling=True))], "tiled")
-    assert tiled.image(tiled.by_id["a"]["image"]).size == (32, 32)
+    assert tiled.image(tiled.by_id["a"]["images"][0]).size == (32, 32)
     with_lora = h.run(tmp_path, rows, [("generate-images", flux(models, lora=str(lora), lora_scale=0.8))], "lora")
     meta = with_lora.by_id["a"]["image_meta"]
     assert meta["lora"] == str(lora) and meta["lora_scale"] == 0.8
-    assert np.abs(base - h.pixels(with_lora.image(with_lora.by_id["a"]["image"]))).mean() > 1, "LoRA changes the image"
+    assert np.abs(base - h.pixels(with_lora.image(with_lora.by_id["a"]["images"][0]))).mean() > 1, "LoRA changes the image"
 
 
 def test_compile_runs_the_compiled_denoiser(tmp_path: Path, models, h, monkeypatch, caplog):
@@ -140,8 +140,8 @@ def test_compile_runs_the_compiled_denoiser(tmp_path: Path, models, h, monkeypat
     caplog.set_level(logging.INFO, logger="pixmill.diffusers")
     compiled = h.run(tmp_path, rows, [("generate-images", flux(models, compile=True))], "compiled")
     assert "compiled the transformer (backend eager)" in caplog.text
-    a = h.pixels(plain.image(plain.by_id["a"]["image"]))
-    b = h.pixels(compiled.image(compiled.by_id["a"]["image"]))
+    a = h.pixels(plain.image(plain.by_id["a"]["images"][0]))
+    b = h.pixels(compiled.image(compiled.by_id["a"]["images"][0]))
     assert np.abs(a - b).max() <= 2
 
 
@@ -151,8 +151,8 @@ def test_two_cpu_worker_processes_share_the_queue(tmp_path: Path, models, h):
     multi = h.run(tmp_path, rows, [("generate-images", flux(models, devices="cpu,cpu"))], "multi")
     assert not multi.failed and len(multi.rows) == 6
     for i in range(6):
-        a = h.pixels(single.image(single.by_id[str(i)]["image"]))
-        b = h.pixels(multi.image(multi.by_id[str(i)]["image"]))
+        a = h.pixels(single.image(single.by_id[str(i)]["images"][0]))
+        b = h.pixels(multi.image(multi.by_id[str(i)]["images"][0]))
         assert np.abs(a - b).max() <= 1, "a worker process makes the same pixels as the main process"
 
 

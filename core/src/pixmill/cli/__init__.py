@@ -15,7 +15,7 @@ from ..errors import PixmillError, environment_fault, is_environment_error
 from ..interrupt import MESSAGE as INTERRUPTED
 
 # Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
-_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys")
+_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys", "gc")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
