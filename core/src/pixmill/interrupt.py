@@ -17,7 +17,7 @@ import signal
 import threading
 import weakref
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 log = logging.getLogger("pixmill.interrupt")
 

@@ -90,7 +90,7 @@ def test_judge_uploads_only_files_in_allowed_folders(tmp_path, util):
                                                   "image_key": "images"})], input=inp, out=tmp_path / "run")
     with FakeOpenAIServer(chat_handler=lambda rec: '{"overall": 7, "rationale": "fine"}') as server:
         spec.steps[0].options["base_url"] = server.url
-        result = run_pipeline(spec)[-1]
+        run_pipeline(spec)
         uploaded = [img for r in server.requests for img in r.images]
     assert len(uploaded) == 1 and private not in uploaded  # only the allowed row reached the API
     reasons = {f["id"]: f["reason"] for f in util.failed_rows(tmp_path / "run", 1)}

@@ -62,8 +62,8 @@ def check_columns(path: Path, schema: Any) -> None:
         if why:
             raise InputError(
                 f"{path}: column {field.name!r} ({field.type}): {why} in the run's JSON lines step files",
-                f"cast the column to float64, int64 or string before the run (e.g. with pyarrow or pandas), "
-                f"or run with --store parquet, which keeps it as it is")
+                "cast the column to float64, int64 or string before the run (e.g. with pyarrow or pandas), "
+                "or run with --store parquet, which keeps it as it is")
         if pa.types.is_timestamp(field.type) or pa.types.is_date(field.type):
             log.warning("%s: column %r (%s) is written as ISO 8601 text", path, field.name, field.type)
 
