@@ -21,6 +21,7 @@ BENCHES = [
     ["bench_openai.py"],
     ["bench_judge_openai.py"],
     ["bench_gallery.py", "--rows", "5000", "--size", "512"],
+    ["bench_safety.py"],
     ["flux_gpu.py", "--tiny"],
     ["qwenvl_gpu.py", "--tiny"],
 ]

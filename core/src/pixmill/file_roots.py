@@ -68,8 +68,13 @@ def run_roots(run_dir: Path, input_dir: Path, extra: Iterable[Path | str] = ()) 
 
 
 def check_image_file(path: Path, named: str | None = None) -> None:
-    """Raise :class:`NotAnImage` unless ``path`` is an image file Pillow recognises (reads the
-    header only)."""
+    """Raise :class:`NotAnImage` unless ``path`` is an image file: its first bytes are a PNG,
+    JPEG, WebP or GIF signature (cheap), else Pillow must recognise it (reads the header only)."""
+    from .http.media import sniff_image
+
+    with open(path, "rb") as fh:
+        if sniff_image(fh.read(16)) is not None:
+            return
     from PIL import Image, UnidentifiedImageError
 
     try:
