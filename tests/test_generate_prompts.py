@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from helpers import step_rows
 from pixmill import get_operator, get_serving
 from pixmill.errors import ConfigError
 from pixmill.ops.prompts import GeneratePrompts, clean_item, normalize, parse_items
@@ -52,9 +53,7 @@ def run(tmp_path, server, rows=None, name="run", **opts):
                                                              "api_key": "sk-test", **opts})],
                         input=input_path, out=tmp_path / name)
     results = run_pipeline(spec)
-    folder = sorted((tmp_path / name).glob("01-*"))[0]
-    out = [json.loads(line) for part in sorted(folder.glob("part-*")) for line in part.read_text().splitlines()]
-    return results[-1], out
+    return results[-1], step_rows(tmp_path / name, 1)
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -241,8 +240,7 @@ def test_a_later_run_dedupes_against_what_earlier_runs_committed(tmp_path):
                             input=input_path, out=tmp_path / "run", retry_failed=True)
         second = run_pipeline(spec)[-1]
     assert (second.done, second.failed) == (2, 0)
-    folder = sorted((tmp_path / "run").glob("01-*"))[0]
-    out = [json.loads(line) for part in sorted(folder.glob("part-*")) for line in part.read_text().splitlines()]
+    out = step_rows(tmp_path / "run", 1)
     by_parent = {p: [r["prompt"] for r in out if r["id"].startswith(p + "/")] for p in "ab"}
     assert by_parent["a"] == ["a shared first idea", "a shared second idea"]
     assert not set(map(normalize, by_parent["a"])) & set(map(normalize, by_parent["b"]))

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import step_rows
 from PIL import Image
 from pixmill.errors import ConfigError
 from pixmill.ops.judge import Judge, yes_probability
@@ -153,8 +154,7 @@ def _run(tmp_path: Path, rows: list[dict], steps: list[StepSpec], name: str = "r
 
 
 def _rows(out: Path, result) -> list[dict]:
-    folder = out / result.folder
-    return [json.loads(line) for p in sorted(folder.glob("part-*.jsonl")) for line in p.read_text().splitlines() if line]
+    return step_rows(out, result.index)
 
 
 def _failed(out: Path, result) -> dict[str, str]:

@@ -4,11 +4,10 @@ CLI."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterator
-
 import logging
 import sys
+from pathlib import Path
+from typing import Any, Iterator
 
 from .operator import Operator
 from .pipeline import PipelineSpec, StepSpec, input_reader, step_options

@@ -15,8 +15,8 @@ from .operator import Operator
 from .plugins import Registry, get_registry
 from .progress import Progress
 from .rows import ID_KEY
-from .serving import check_servings
 from .runner import Runner, StepResult, write_summary
+from .serving import check_servings
 from .store import Store
 
 RUN_KEYS = ("input", "out", "store", "executor", "executor_options", "seed", "retry_failed",
@@ -126,17 +126,16 @@ class PipelineSpec:
                 out_as_given: bool = False) -> str:
         """The pipeline as YAML. With ``operators``, their resolved options (secrets removed), each
         under its owner. Paths are written relative to ``relative_to``; ``out`` is ``.`` (the file
-        lives in the run folder) unless ``out_as_given``."""
+        lives in the run folder) unless ``out_as_given``; without ``relative_to``, as given."""
         def rel(p: Path | None) -> str | None:
             if p is None:
                 return None
-            p = Path(p).resolve()
-            if relative_to is not None:
-                try:
-                    return os.path.relpath(p, Path(relative_to).resolve())
-                except ValueError:
-                    pass
-            return str(p)
+            if relative_to is None:
+                return str(p)
+            try:
+                return os.path.relpath(Path(p).resolve(), Path(relative_to).resolve())
+            except ValueError:  # another drive (Windows)
+                return str(Path(p).resolve())
 
         steps: list[dict[str, Any]] = []
         for i, step in enumerate(self.steps):

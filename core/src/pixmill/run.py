@@ -71,7 +71,10 @@ class Run:
     @property
     def steps(self) -> list[RunStep]:
         """The steps of the pipeline that last ran into the folder, input step first."""
-        return [RunStep(f) for f in self._folder.steps()]
+        from .plugins import get_registry
+
+        store = get_registry().get_store(self.manifest.get("store", "jsonl"))()
+        return [RunStep(f) for f in self._folder.steps(store)]
 
     def rows(self, step: int = -1) -> Iterator[dict]:
         """The rows of step ``step`` (an index into :attr:`steps`; the last by default), in order."""

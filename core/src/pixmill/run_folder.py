@@ -42,7 +42,8 @@ try:
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover
     _loads = json.loads
-from .store import Store, atomic_replace, fsync_dir, temp_path
+from .files import write_atomic, write_records
+from .store import Store, fsync_dir
 
 log = logging.getLogger("pixmill.run")
 
@@ -55,9 +56,7 @@ MANIFEST = "manifest.json"
 
 def write_json(path: Path, data: Any) -> None:
     """Write a JSON file atomically."""
-    tmp = temp_path(path)
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    atomic_replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -198,6 +197,13 @@ class StepFolder:
                 fh.truncate(data.rfind(b"\n") + 1)
                 os.fsync(fh.fileno())
 
+    def reset(self) -> StepState:
+        """Forget everything committed (the input copy restarts from scratch after a crash)."""
+        for p in self.path.glob("part-*"):
+            p.unlink()
+        (self.path / LEDGER).unlink(missing_ok=True)
+        return StepState()
+
     def next_part_name(self, state: StepState) -> str:
         return f"part-{state.commits + 1:06d}{self.store.suffix}"
 
@@ -264,16 +270,14 @@ class StepFolder:
         if not state.failed:
             path.unlink(missing_ok=True)
             return
-        from .builtins.jsonl_store import JsonlStore  # failure reports are always JSONL, for people
-
-        JsonlStore().write_file(path, state.failed.values())
+        write_records(path, state.failed.values())
 
 
 def _encode_order(positions: Any) -> dict[str, Any]:
     """A ledger entry's record of its rows' positions: a contiguous run as ``span: [first, n]``."""
     positions = list(positions)
     first = positions[0]
-    if positions[-1] - first == len(positions) - 1 and all(b > a for a, b in zip(positions, positions[1:])):
+    if positions[-1] - first == len(positions) - 1 and all(b > a for a, b in zip(positions, positions[1:], strict=False)):
         return {"span": [first, len(positions)]}
     return {"pos": positions}
 
@@ -405,13 +409,21 @@ class RunFolder:
         shutil.move(str(folder), str(stale))
         os.utime(stale)  # newest first in retired()
 
-    def steps(self) -> list[StepFolder]:
-        """The step folders of the pipeline the manifest describes, in order."""
-        from .plugins import get_registry
-
+    def steps(self, store: Store) -> list[StepFolder]:
+        """The step folders of the pipeline the manifest describes, in order (``store`` reads their
+        parts: the one the manifest names, see :class:`pixmill.Run`)."""
         manifest = self.manifest
         if not manifest:
             raise PixmillError(f"{self.path} is not a pixmill run folder (no {MANIFEST})",
                                "pass the --out folder of a `pixmill run`")
-        store = get_registry().get_store(manifest.get("store", "jsonl"))()
         return [StepFolder(self.path / s["folder"], store) for s in manifest.get("steps", [])]
+
+    def step_info(self, index: int, name: str) -> dict:
+        """The ``step.json`` of step ``index`` as it stands (empty when there is none)."""
+        return read_json(self.path / f"{index:02d}-{name}" / STEP_INFO) or {}
+
+    def retire_from(self, index: int) -> None:
+        """Retire every step folder numbered ``index`` or more (a pipeline that got shorter)."""
+        for path in self.path.glob("[0-9][0-9]-*"):
+            if path.is_dir() and int(path.name[:2]) >= index:
+                self.retire(path)

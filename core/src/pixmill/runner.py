@@ -22,6 +22,7 @@ from . import __version__, interrupt
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
+from .files import write_atomic, write_records
 from .input_images import has_embedded_images, write_embedded_images
 from .operator import Failed, Operator
 from .progress import Progress, make_progress
@@ -242,10 +243,7 @@ class Runner:
         self.progress.step_started(folder.name, total=None, cached=cached)
         if not cached:
             if state.commits:  # a crash mid-copy: the copy is cheap, start it over
-                for p in folder.path.glob("part-*"):
-                    p.unlink()
-                (folder.path / "ledger.jsonl").unlink(missing_ok=True)
-                state = StepState()
+                state = folder.reset()
             rows = self._source_rows(input_path, reader, id_key, skip_bad_lines, folder)
             with relaxed_gc():
                 for chunk in chunked(rows, SOURCE_COMMIT_ROWS):
@@ -271,10 +269,7 @@ class Runner:
         and it catches an in-place edit that kept size and mtime); a larger one's hash is reused
         from the last run when size, mtime and inode are unchanged (as make and git do), so
         rerunning over a large input does not re-read it."""
-        info = (self.run.path / "00-input" / "step.json")
-        from .run_folder import read_json
-
-        old = read_json(info) or {}
+        old = self.run.step_info(0, "input")
         stat = _stat(path)
         if stat is not None and stat[0] <= ALWAYS_HASH_BYTES:
             return file_sha256(path)
@@ -316,9 +311,7 @@ class Runner:
             out.update(row)
             yield out
         if bad:
-            from .builtins.jsonl_store import JsonlStore
-
-            JsonlStore().write_file(bad_path, bad)
+            write_records(bad_path, bad)
         self._skipped = len(bad)
 
     # -- checks before any model loads -----------------------------------------------------------
@@ -420,7 +413,7 @@ class Runner:
         def flush() -> None:
             nonlocal rows, row_pos, done, failed, last
             if rows or done or failed:
-                if any(b < a for a, b in zip(row_pos, row_pos[1:])):  # batches finished out of order
+                if any(b < a for a, b in zip(row_pos, row_pos[1:], strict=False)):  # batches finished out of order
                     order = sorted(range(len(rows)), key=row_pos.__getitem__)
                     rows, row_pos = [rows[i] for i in order], [row_pos[i] for i in order]
                 folder.commit(state, rows, done, failed, positions=row_pos)
@@ -449,10 +442,6 @@ class Runner:
         folder, state, _ = self._last
         return folder.iter_rows(state)
 
-    @property
-    def last_folder(self) -> StepFolder | None:
-        return self._last[0] if self._last else None
-
     def mark_complete(self) -> None:
         """Record that every step of the pipeline ran to the end (``complete`` in the manifest)."""
         self._manifest["complete"] = True
@@ -460,15 +449,10 @@ class Runner:
 
     def retire_later_steps(self) -> None:
         """Move step folders beyond the last step run (a pipeline that got shorter) to .stale/."""
-        for path in self.run.path.glob("[0-9][0-9]-*"):
-            if path.is_dir() and int(path.name[:2]) >= len(self._steps):
-                self.run.retire(path)
+        self.run.retire_from(len(self._steps))
 
     def write_pipeline_yaml(self, text: str) -> None:
-        path = self.run.path / "pipeline.yaml"
-        tmp = path.with_name(".pipeline.yaml.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(self.run.path / "pipeline.yaml", text)
 
 
 def write_summary(run_dir: Path, results: list[StepResult]) -> None:

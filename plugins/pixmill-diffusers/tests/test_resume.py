@@ -11,7 +11,9 @@ from pathlib import Path
 
 
 def _committed(step: Path, h) -> list[dict]:
-    return [r for p in sorted(step.glob("part-*.jsonl")) for r in h.read_rows(p)]
+    from pixmill import Run
+
+    return list(Run(step.parent).rows(step=int(step.name[:2])))
 
 
 def _pixmill(*args: str) -> list[str]:

@@ -54,7 +54,7 @@ def test_editing_by_api_through_the_python_api(tmp_path, server):
     assert (result.done, result.failed) == (3, 0)
     for row in rows:
         assert Image.open(tmp_path / "edit" / row["edited_images"][0]).format == "PNG"
-        assert row["edited_image_meta"]["quality"] == "low"
+        assert row["edited_images_meta"][0]["quality"] == "low"
     assert all(r.endpoint == "images/edits" and r.image_parts == 1 for r in server.requests)
     sent = Image.open(io.BytesIO(server.requests_for("steam")[0].images[0]))
     assert sent.size == Image.open(EXAMPLES / "images" / "blue_mug.png").size
@@ -65,7 +65,7 @@ def test_inpainting_with_a_mask(tmp_path, server, util, monkeypatch):
     spec = example_spec("inpaint_openai.yaml", server, tmp_path)
     run_pipeline(spec)
     [row] = util.step_rows(tmp_path / "inpaint_openai", 1)
-    assert row["edited_image_meta"]["mask"] is True
+    assert row["edited_images_meta"][0]["mask"] is True
     mask = Image.open(io.BytesIO(server.requests[-1].mask))
     assert mask.getpixel((128, 128))[3] == 0 and mask.getpixel((5, 5))[3] == 255
 

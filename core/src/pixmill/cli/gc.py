@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import PixmillError
-from ..run_folder import MANIFEST, RunFolder, read_json, STEP_INFO
+from ..run_folder import MANIFEST, STEP_INFO, RunFolder, read_json
 
 
 def folder_size(path: Path) -> int:

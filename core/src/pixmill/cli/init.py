@@ -46,7 +46,8 @@ def list_examples(folder: Path) -> list[tuple[str, str, Path]]:
         if needs is not None and needs[0] in NEEDS:
             found.append((*needs, path.relative_to(folder)))
     order = list(NEEDS)
-    return sorted(found, key=lambda e: (order.index(e[0]), str(e[2])))
+    # Within a group, pipeline files before scripts: they show the shape a user will write.
+    return sorted(found, key=lambda e: (order.index(e[0]), e[2].suffix != ".yaml", str(e[2])))
 
 
 def how_to_run(path: Path) -> str:

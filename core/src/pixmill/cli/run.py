@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
-from ..options import Option
 from ..pipeline import PipelineSpec, StepSpec, build_operators, run_pipeline
 from ..plugins import get_registry
 from ..progress import make_progress
@@ -59,7 +58,7 @@ def operator_command(name: str, serving: str | None = None) -> click.Command:
             options["serving"] = {"name": serving_name, **serving_opts}
         return StepSpec(name, options)
 
-    doc = op_cls.description or (op_cls.__doc__ or "").strip().splitlines()[0]
+    doc = op_cls.description or (op_cls.__doc__ or name).strip().splitlines()[0]
     return click.Command(name, params=params, callback=callback, help=(op_cls.__doc__ or doc), short_help=doc,
                          epilog=epilog)
 
@@ -183,7 +182,7 @@ def _run(ctx: click.Context, steps: list[StepSpec], input_path: Path | None, out
         spec.override(target, value)
     if dry_run:
         operators = build_operators(get_registry(), spec)
-        click.echo(spec.to_yaml(operators, relative_to=Path.cwd(), out_as_given=True), nl=False)
+        click.echo(spec.to_yaml(operators, out_as_given=True), nl=False)
         return
     results = run_pipeline(spec, progress=make_progress(quiet=quiet))
     _print_summary(spec, results, quiet)

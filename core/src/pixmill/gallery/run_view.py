@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 from ..errors import ConfigError
 from ..file_roots import check_image_file, run_roots
 from ..rows import ID_KEY, prompt_text
+from ..run import Run
 from ..run_folder import RunFolder, StepFolder, StepState
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -137,7 +138,7 @@ class RunView:
                  score_key: str = "scores", allow_roots: Iterable[Path | str] = (), step: str | None = None):
         self.run_dir = Path(run_dir)
         self.run = RunFolder(self.run_dir)
-        self.steps: list[StepFolder] = self.run.steps()
+        self.steps: list[StepFolder] = [s.folder for s in Run(self.run_dir).steps]
         if not self.steps:
             raise ConfigError(f"run {self.run_dir} has no steps", "run a pipeline into it first")
         self.manifest = self.run.manifest

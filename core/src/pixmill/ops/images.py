@@ -30,11 +30,18 @@ from typing import Any
 
 from ..context import StepContext
 from ..errors import is_environment_error
+from ..fields import (
+    EDITED_IMAGES,
+    GENERATED_IMAGES,
+    INSTRUCTION_FIELDS,
+    PROMPT_FIELDS,
+    SOURCE_IMAGES,
+    first_present,
+    meta_field,
+)
 from ..gallery.thumbs import write_sidecar
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
-from ..fields import (EDITED_IMAGES, GENERATED_IMAGES, INSTRUCTION_FIELDS, PROMPT_FIELDS, SOURCE_IMAGES,
-                      first_present, meta_field)
 from ..rows import ID_KEY, get_field, image_list, prompt_texts
 from ..serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest
 
@@ -255,8 +262,7 @@ class EditImages(_ImageOperator):
     prompt_fields = INSTRUCTION_FIELDS
 
     def fields_read(self) -> list[tuple[str, ...]]:
-        needed = [*super().fields_read(), (self.config["image_key"],)]
-        return needed + ([(self.config["mask_key"],)] if self.config["mask_key"] else [])
+        return [*super().fields_read(), (self.config["image_key"],)]  # a mask is optional per row
 
     def _inputs(self, row: dict, ctx: StepContext) -> dict:
         return {"images": self._load_images(row, ctx), "mask": self._load_mask(row, ctx)}

@@ -12,16 +12,15 @@ from typing import Any
 
 from ..context import StepContext
 from ..errors import ConfigError, PixmillError, RowError, is_environment_error
+from ..fields import PROMPT_FIELDS, RESULT_IMAGE_FIELDS, first_present, result_image_field
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
-from ..fields import PROMPT_FIELDS, RESULT_IMAGE_FIELDS, first_present, result_image_field
 from ..rows import ID_KEY, get_field, image_list, prompt_text, set_field
-
-PROMPT_KEYS = (*PROMPT_FIELDS, "instruction")  # what was asked for, for a judge: the prompt first
 from ..rubrics import Rubric, load_rubric
 from ..rubrics.parse import JudgmentError, parse_judgment
 from ..serving import VISION_CHAT, ChatRequest, ChatResponse
 
+PROMPT_KEYS = (*PROMPT_FIELDS, "instruction")  # what was asked for, for a judge: the prompt first
 RAW_LIMIT = 600  # characters of an unparsable answer kept in the failure reason
 VQA_QUESTION = 'Does this image show "{prompt}"? Please answer yes or no.'
 _YES = {"yes", "y"}
