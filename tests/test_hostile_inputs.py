@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers import read_jsonl, run_cli, write_jsonl
-from pixmill import Operator
+from pixmill import Operator, Run
 from pixmill.errors import ConfigError
 from pixmill.expr import compile_expr
 from pixmill.operator import Failed
@@ -21,7 +21,9 @@ def _rows(tmp_path: Path, n: int = 6) -> Path:
 
 
 def _step_rows(step: Path) -> list[dict]:
-    return [r for part in sorted(step.glob("part-*.jsonl")) for r in read_jsonl(part)]
+    """The rows of the step folder ``step``, read as users read them (pixmill.Run)."""
+    run = Run(step.parent)
+    return list(next(s for s in run.steps if s.name == step.name).rows())
 
 
 # -- input files ----------------------------------------------------------------------------------

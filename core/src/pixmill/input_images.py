@@ -8,10 +8,10 @@ pixmill can be the input of another run as it is.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomic
 from .rows import file_stem
 
 
@@ -47,9 +47,7 @@ def write_embedded_images(row: dict, row_id: str, images_dir: Path, run_dir: Pat
             suffix = sniffed[0] if sniffed else (Path(str(item.get("path") or "")).suffix or ".bin")
             target = images_dir / f"{file_stem(row_id)}-{file_stem(key)}-{index}{suffix}"
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            write_atomic(target, data)
             paths.append(target.relative_to(run_dir).as_posix())
         out[key] = paths if isinstance(value, list) else paths[0]
     return out

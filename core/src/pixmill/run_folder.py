@@ -162,9 +162,7 @@ class StepFolder:
         for line in ledger.read_text(encoding="utf-8").splitlines(keepends=True):
             if _loads(line).get("part") not in damaged:
                 kept.append(line)
-        tmp = temp_path(ledger)
-        tmp.write_text("".join(kept), encoding="utf-8")
-        atomic_replace(tmp, ledger)
+        write_atomic(ledger, "".join(kept))
         for part, why in damaged.items():
             (self.path / part).unlink(missing_ok=True)
             log.warning("%s/%s is damaged (%s): its rows are recomputed", self.name, part, why)
