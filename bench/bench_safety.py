@@ -53,10 +53,9 @@ def input_hash(root: Path) -> str:
 
 
 def export_checks(root: Path) -> str:
-    from PIL import Image
-
     import pixmill.file_roots as file_roots
     import pixmill.gallery.run_view as run_view
+    from PIL import Image
     from pixmill.exporting import export_dataset
 
     data = root / "imgs"

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pixmill.testing.openai_server import FakeOpenAIServer
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
