@@ -25,6 +25,7 @@ BENCHES = [
     ["bench_local_batching.py", "--prompts", "32", "--rounds", "1"],
     # a quick pass; the documented figures use the defaults (100k-image hashing, 1M-row index)
     ["bench_curation.py", "--images", "1000", "--codes", "200000", "--stats-images", "200", "--nsfw-images", "32"],
+    ["bench_safety.py"],
     ["flux_gpu.py", "--tiny"],
     ["qwenvl_gpu.py", "--tiny"],
 ]

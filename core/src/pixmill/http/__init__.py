@@ -20,4 +20,4 @@ from .serving import DEFAULT_BASE_URL, OpenAICompatibleServing, http_options
 from .urls import normalize_base_url, redact_url
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAICompatibleServing", "RequestEngine", "RequestError", "TransientError",
-           "http_options", "is_transient", "make_client", "normalize_base_url", "redact_url", "retry_after"]
+           "ResponseTooLarge", "http_options", "is_transient", "make_client", "normalize_base_url", "redact_url", "retry_after"]

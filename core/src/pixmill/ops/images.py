@@ -37,7 +37,7 @@ from typing import Any
 
 from .. import fields
 from ..context import StepContext
-from ..errors import ConfigError
+from ..errors import ConfigError, is_environment_error
 from ..fields import (
     EDITED_IMAGES,
     GENERATED_IMAGES,
@@ -86,13 +86,17 @@ def save_image(image: GeneratedImage, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pixels = image.image
-    if image.data is not None:
-        tmp.write_bytes(image.data)
-    elif pixels is not None:
-        pixels.save(tmp, format="PNG")
-    else:
+    if image.data is None and pixels is None:
         raise ValueError("the serving returned an image with neither pixels nor data")
-    os.replace(tmp, path)
+    try:
+        if image.data is not None:
+            tmp.write_bytes(image.data)
+        else:
+            pixels.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep half a file
+        raise
     try:
         if pixels is None:
             from PIL import Image
@@ -347,7 +351,10 @@ def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
     """Open an image named in a row, fully read, or raise ValueError naming the file and field."""
     from PIL import Image, UnidentifiedImageError
 
-    resolved = ctx.resolve(path)
+    try:
+        resolved = ctx.readable(path)
+    except ValueError as exc:  # outside the allowed folders: never read, never uploaded
+        raise ValueError(f"field {key!r}: {exc}") from None
     if not resolved.is_file():
         raise ValueError(f"image {path!r} in field {key!r} not found (looked for {resolved})")
     try:
@@ -355,6 +362,8 @@ def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
             img.load()
             return img.convert(mode)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if is_environment_error(exc):
+            raise  # the machine's fault (permissions, I/O, memory), not the row's: the step stops
         raise ValueError(f"image {path!r} in field {key!r} cannot be read: {exc}") from None
 
 

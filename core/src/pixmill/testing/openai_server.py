@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-FAULTS = ("429", "500", "slow", "malformed", "no_image", "refusal", "disconnect")
+FAULTS = ("429", "500", "slow", "malformed", "no_image", "refusal", "disconnect", "huge", "huge_url")
+HUGE_BYTES = 1024**3  # what a "huge" answer or download sends at most, if the client keeps reading
 CHAT_IMAGE_SHAPES = ("images", "content_parts", "inline_text", "inline_raw", "url")
 ENDPOINTS = ("images/generations", "images/edits", "chat/completions", "moderations")
 # What the fake moderation model flags: a text containing one of a category's words.
@@ -100,6 +101,7 @@ class RecordedRequest:
     status: int | None = None
     started: float = 0.0
     finished: float | None = None
+    query: str = ""  # the request's query string (providers such as Azure require one)
 
     @property
     def image_parts(self) -> int:
@@ -137,6 +139,10 @@ class FakeOpenAIServer:
     - ``log_path``: append one JSON line per answered request (for servers run as a script);
     - ``moderation_terms``: ``{category: words}`` that ``/moderations`` flags (default
       :data:`MODERATION_TERMS`).
+
+    The ``huge`` fault answers with a JSON body that goes on for :data:`HUGE_BYTES` (no
+    Content-Length), ``huge_url`` with an image URL whose download does; :attr:`huge_sent` records
+    how many bytes each such answer got out before the client hung up.
     """
 
     def __init__(self, *, latency: float = 0.0, fault_rates: dict[str, float] | None = None, seed: int = 0,
@@ -167,6 +173,7 @@ class FakeOpenAIServer:
         self.files: dict[str, bytes] = {}
         # (path, Authorization header) of every GET /files/ download, to check keys stay home.
         self.file_requests: list[tuple[str, str | None]] = []
+        self.huge_sent: list[int] = []
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._host, self._port = host, port
@@ -306,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/files/"):
             with owner._lock:
                 owner.file_requests.append((self.path, self.headers.get("Authorization")))
+            if self.path.endswith("/endless.png"):
+                return self._endless(b"\x89PNG\r\n\x1a\n", "image/png")
             data = owner.files.get(self.path.rsplit("/", 1)[-1])
             if data is None:
                 return self._json(404, {"error": {"message": "no such file"}})
@@ -328,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": {"message": f"bad request body: {exc}", "type": "invalid_request_error"}})
         rec = RecordedRequest(index=-1, endpoint=endpoint, model=body.get("model"), prompt=_prompt_of(endpoint, body),
                               body=body, images=images, mask=mask, authorization=self.headers.get("Authorization"),
-                              stream=bool(body.get("stream")), started=time.time())
+                              stream=bool(body.get("stream")), started=time.time(),
+                              query=self.path.partition("?")[2])
         owner._record(rec)
         if owner.api_key is not None and rec.authorization != f"Bearer {owner.api_key}":
             # Like real providers, echo the key that was presented: clients must keep it out of logs.
@@ -350,6 +360,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.close()
                 return None
+            if fault == "huge":
+                owner._finish(rec, 200)
+                return self._endless(b'{"created": 1, "data": [{"b64_json": "', "application/json")
+            if fault == "huge_url":
+                owner._finish(rec, 200)
+                return self._json(200, {"created": 1, "data": [{"url": f"{owner.url}/files/endless.png"}]})
             if fault == "malformed":
                 owner._finish(rec, 200)
                 return self._send(200, b'{"created": 1, "data": [{"b64_json": "iVBORw0KG', "application/json")
@@ -506,6 +522,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), "application/json", headers)
+
+    def _endless(self, first: bytes, ctype: str) -> None:
+        """A 200 whose body (no Content-Length) goes on until HUGE_BYTES or the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk, sent = b"A" * (1 << 20), 0
+        try:
+            self.wfile.write(first)
+            while sent < HUGE_BYTES:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with self.server_owner._lock:
+            self.server_owner.huge_sent.append(sent)
 
     def _send(self, status: int, payload: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
