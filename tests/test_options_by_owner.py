@@ -111,7 +111,7 @@ def test_help_with_a_serving_shows_that_serving_only_with_its_own_defaults():
     flux = run_cli("run", "generate-images", "--serving", "flux", "--help", check=True).stdout
     assert "--max-sequence-length" in flux and "--lora-scale" in flux
     assert "--size" not in flux and "--base-url" not in flux, "no other serving's options"
-    assert "--serving-batch-size" in flux, "the serving's batch_size is reachable beside the operator's"
+    assert "--images-per-call" in flux and "--serving-" not in flux, "no serving option shares a name with the operator"
     images = run_cli("run", "generate-images", "--serving", "openai-images", "--help", check=True).stdout
     assert "--size" in images and "--max-sequence-length" not in images
     assert "[default:gpt-image-1]" in "".join(images.split())

@@ -108,11 +108,11 @@ class DiffusersServing(Serving):
         return parse_devices(self.config.get("devices"))
 
     def images_per_call(self) -> int | None:
-        """``batch_size`` when given, else the rule of :mod:`pixmill_diffusers.batching` for this
+        """``images_per_call`` when given, else the rule of :mod:`pixmill_diffusers.batching` for this
         model, size and device (the same in the main process, which cuts the batches, and in the
         worker that runs them)."""
-        if self.config.get("batch_size"):
-            return int(self.config["batch_size"])
+        if self.config.get("images_per_call"):
+            return int(self.config["images_per_call"])
         if self._auto_per_call is None:
             self._auto_per_call = self._pick_images_per_call()
         return self._auto_per_call
@@ -134,7 +134,7 @@ class DiffusersServing(Serving):
         memory = gpu_memory(device) if device.startswith("cuda") else None
         offload = bool(self.config.get("cpu_offload") or self.config.get("sequential_offload"))
         n = images_per_call(device, pixels, weights, memory, offload)
-        log.info("%s: %d image(s) per pipeline call on %s (set --batch-size to choose)", self.name, n, device)
+        log.info("%s: %d image(s) per pipeline call on %s (set --images-per-call to choose)", self.name, n, device)
         return n
 
     def images_per_prompt(self) -> int | None:

@@ -17,7 +17,7 @@ MODEL_OPTIONS = (
 RUN_OPTIONS = (
     Option("dtype", str, "bf16", "weights and compute dtype (auto = bf16 on GPUs; the CPU always uses fp32)",
            choices=DTYPES),
-    Option("batch_size", int, None, "images per pipeline call (default: picked from the model and device, see "
+    Option("images_per_call", int, None, "images per pipeline call (default: picked from the model and device, see "
            "docs/gpus.md)", cache=False),
     Option("num_images_per_prompt", int, None, "images per prompt when the operator does not say (default 1)"),
     Option("height", int, None, "image height in pixels, rounded to what the model accepts (default: the model's)"),
