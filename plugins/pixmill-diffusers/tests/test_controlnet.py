@@ -70,6 +70,9 @@ def test_several_controlnets_one_image_each_and_bad_rows_fail_alone(tmp_path: Pa
     two = run.by_id["two"]["images_meta"][0]
     assert two["controlnet"] == nets and two["controlnet_scale"] == [0.5, 1.5]
     assert two["control_image"] == [stripes, square] and two["pipeline"] == "StableDiffusionControlNetPipeline"
+    alone = h.run(tmp_path, [rows[0]], [("generate-images", opts)], "alone")
+    assert (h.pixels(alone.image(alone.by_id["two"]["images"][0])) ==
+            h.pixels(run.image(run.by_id["two"]["images"][0]))).all(), "each ControlNet gets its own image, batched or not"
     assert "3 control images for 2 ControlNets" in run.failed["three"]
     assert "field 'edges' holds no control image" in run.failed["none"]
     assert "nope.png" in run.failed["missing"] and "not found" in run.failed["missing"]

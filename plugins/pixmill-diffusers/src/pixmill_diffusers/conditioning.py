@@ -86,5 +86,5 @@ class ConditionedServing:
     def prepare_call(self, group: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
         name = dict(group).get(CONTROL_GROUP)
         if name:
-            kwargs = self.controlnets.arrange(kwargs, name)
+            kwargs = self.controlnets.arrange(kwargs, name, flux=type(self.pipe).__name__.startswith("Flux"))
         return super().prepare_call(group, kwargs)  # type: ignore[misc]

@@ -98,16 +98,23 @@ class ControlNets:
         """One control image per ControlNet: the row's own, or its one image for every ControlNet."""
         return images * len(self.models) if len(images) == 1 else list(images)
 
-    def arrange(self, kwargs: dict[str, Any], name: str) -> dict[str, Any]:
-        """Turn the per-image lists of control images into the call's form: a list per image for one
-        ControlNet, a list per ControlNet (each a list per image) for several; add the scales."""
+    def arrange(self, kwargs: dict[str, Any], name: str, flux: bool) -> dict[str, Any]:
+        """Turn the per-image lists of control images into the call's form, and add the scales.
+
+        One ControlNet: a list per image. Several: the Stable Diffusion pipelines take a nested list
+        per image (``[[canny_1, depth_1], [canny_2, depth_2]]``, transposed inside diffusers); the
+        FLUX pipelines a list per ControlNet (each a list per image).
+        """
         per_image = kwargs[name]
         if len(self.models) == 1:
             kwargs[name] = [images[0] for images in per_image]
             kwargs["controlnet_conditioning_scale"] = self.scales[0]
-        else:
+            return kwargs
+        if flux:
             kwargs[name] = [list(images) for images in zip(*per_image, strict=True)]
-            kwargs["controlnet_conditioning_scale"] = list(self.scales)
+        else:
+            kwargs[name] = [list(images) for images in per_image]
+        kwargs["controlnet_conditioning_scale"] = list(self.scales)
         return kwargs
 
     def params(self) -> dict[str, Any]:
