@@ -22,6 +22,7 @@ from . import __version__
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
+from .journal import Journal
 from .operator import Failed, Operator
 from .progress import Progress, make_progress
 from .rows import ID_KEY, child_id
@@ -31,8 +32,8 @@ from .store import Store
 log = logging.getLogger("pixmill.runner")
 
 SOURCE_COMMIT_ROWS = 50_000
-FAST_COMMIT_SECONDS = 1.0  # cheap batches: commit at most once a second (or every 50k rows)
-SLOW_BATCH_SECONDS = 0.05  # a batch that took longer is committed at once
+FAST_COMMIT_SECONDS = 1.0  # commit at most once a second (or every 50k rows); the journal keeps the rest
+SLOW_BATCH_SECONDS = 0.05  # a model-free batch that took longer is committed at once (it has no journal)
 
 
 @dataclass
@@ -347,10 +348,14 @@ class Runner:
 
     def _execute(self, op: Operator, ctx: StepContext, folder: StepFolder, state: StepState,
                  batches: Iterator[list[dict]]) -> None:
-        # A batch that took real work (a model call, anything over SLOW_BATCH_SECONDS) is committed at
-        # once, so a crash redoes at most the batches in flight; cheap model-free batches are grouped
-        # into a commit a second, so a million-row step writes tens of parts, not thousands.
-        always = op.serving is not None
+        # A model step keeps each finished batch in the step's journal at once (one write, see
+        # pixmill.journal) and commits a part at most once a second, so a kill -9 redoes only the
+        # batches in flight while a million-row step still writes few parts. Cheap model-free
+        # batches are grouped into a commit a second (or every 50k rows) without a journal; one
+        # that took real work (over SLOW_BATCH_SECONDS) is committed at once.
+        journal = Journal(folder.path) if op.serving is not None else None
+        if journal is not None:
+            batches = self._recover(journal, folder, state, batches)
         rows: list[dict] = []
         done: list[str] = []
         failed: list[dict] = []
@@ -360,20 +365,40 @@ class Runner:
             nonlocal rows, done, failed, last
             if rows or done or failed:
                 folder.commit(state, rows, done, failed)
+                if journal is not None:
+                    journal.clear()
             rows, done, failed, last = [], [], [], time.monotonic()
 
         with relaxed_gc():
             try:
                 for batch, outcomes in self.executor.map(StepTask(op, ctx), batches):
-                    n_failed = _collect(batch, outcomes, rows, done, failed)
-                    self.progress.advanced(len(batch) - n_failed, n_failed)
+                    n_rows, n_done, n_failed = len(rows), len(done), len(failed)
+                    _collect(batch, outcomes, rows, done, failed)
+                    if journal is not None:
+                        journal.append(rows[n_rows:], done[n_done:], failed[n_failed:])
+                    self.progress.advanced(len(batch) - (len(failed) - n_failed), len(failed) - n_failed)
                     now = time.monotonic()
-                    slow = now - last_result >= SLOW_BATCH_SECONDS
+                    slow = journal is None and now - last_result >= SLOW_BATCH_SECONDS
                     last_result = now
-                    if always or slow or len(rows) >= SOURCE_COMMIT_ROWS or now - last >= FAST_COMMIT_SECONDS:
+                    if slow or len(rows) >= SOURCE_COMMIT_ROWS or now - last >= FAST_COMMIT_SECONDS:
                         flush()
             finally:
                 flush()  # on success, error or Ctrl-C: keep every finished batch
+                if journal is not None:
+                    journal.close()
+
+    def _recover(self, journal: Journal, folder: StepFolder, state: StepState,
+                 batches: Iterator[list[dict]]) -> Iterator[list[dict]]:
+        """Commit what a killed run kept in the journal, and leave those rows out of ``batches``."""
+        rows, done, failed = journal.recover(state.done)
+        if not (rows or done or failed):
+            journal.clear()
+            return batches
+        folder.commit(state, rows, done, failed)
+        journal.clear()
+        log.info("%s: kept %d results from the interrupted run", folder.name, len(done) + len(failed))
+        recovered = set(done) | {f["id"] for f in failed}
+        return (kept for batch in batches if (kept := [r for r in batch if r[ID_KEY] not in recovered]))
 
     # -- reading --------------------------------------------------------------------------------
     def last_rows(self) -> Iterator[dict]:

@@ -61,7 +61,9 @@ def _threaded(op, ctx, batches: Iterable[Batch], workers: int) -> Iterator[tuple
         fill()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            finished = [(pending.pop(fut), fut) for fut in done]
-            fill()  # refill before handing results over: the caller's commit must not idle the workers
-            for batch, fut in finished:
-                yield batch, fut.result()
+            for fut in done:
+                yield pending.pop(fut), fut.result()
+            # Refill only once the caller has kept those results (a journal line each, see
+            # pixmill.journal): a worker's slot frees when its result is safe, so at any instant at
+            # most `workers` batches are started and not kept, and a kill -9 redoes no more.
+            fill()

@@ -10,37 +10,48 @@ from typing import Any
 
 from ..serving import ChatRequest, ChatResponse
 from .errors import RequestError
-from .media import image_data_url, to_data_url
+from .media import to_data_url
+from .uploads import Uploader, UploadRule, prepare_upload
+
+_DEFAULT_RULE = UploadRule(data_url=True)
 
 
-def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def to_openai_messages(messages: list[dict[str, Any]], uploader: Uploader | None = None) -> list[dict[str, Any]]:
     """Convert pixmill chat messages to the OpenAI wire form.
 
-    Image parts ``{"type": "image", "image": PIL.Image}`` (or ``"image": bytes``) become separate
-    ``image_url`` parts with a data URL each, in order, never a collage; other parts pass through.
+    Image parts ``{"type": "image", "image": ...}`` (an :class:`~pixmill.image_files.ImageFile`, a
+    PIL image, or encoded bytes) become separate ``image_url`` parts with a data URL each, in order,
+    never a collage; other parts pass through. Image files go through ``uploader`` (as they are when
+    its rule allows, else prepared once per file); without one, with the default rule.
     """
     out: list[dict[str, Any]] = []
     for msg in messages:
         content = msg.get("content")
         if isinstance(content, list):
-            content = [_part(p) for p in content]
+            content = [_part(p, uploader) for p in content]
         out.append({**msg, "content": content})
     return out
 
 
-def _part(part: Any) -> Any:
+def _part(part: Any, uploader: Uploader | None) -> Any:
     if isinstance(part, str):
         return {"type": "text", "text": part}
     if isinstance(part, dict) and part.get("type") == "image":
         image = part.get("image")
-        url = to_data_url(image) if isinstance(image, (bytes, bytearray)) else image_data_url(image)
+        if isinstance(image, (bytes, bytearray)):
+            url = to_data_url(bytes(image))
+        elif uploader is not None:
+            url = uploader.prepare(image).data_url()
+        else:
+            url = prepare_upload(image, _DEFAULT_RULE).data_url()
         return {"type": "image_url", "image_url": {"url": url}}
     return part
 
 
-def chat_params(request: ChatRequest, json_mode: str = "json_object", top_logprobs: int = 5) -> dict[str, Any]:
+def chat_params(request: ChatRequest, json_mode: str = "json_object", top_logprobs: int = 5,
+                uploader: Uploader | None = None) -> dict[str, Any]:
     """Keyword arguments for ``chat.completions.create`` from a :class:`ChatRequest`."""
-    params: dict[str, Any] = {"messages": to_openai_messages(request.messages)}
+    params: dict[str, Any] = {"messages": to_openai_messages(request.messages, uploader)}
     if request.max_tokens is not None:
         params["max_tokens"] = request.max_tokens
     if request.temperature is not None:

@@ -1,0 +1,253 @@
+"""Images as uploads: sent as they are when the provider takes them, else prepared once per file.
+
+An :class:`UploadRule` says what a provider takes as it is (file formats, pixel modes, sizes).
+An input image file that passes is uploaded byte for byte: no decode, no resize, no re-encode. One
+that does not (a BMP, a palette PNG, an image outside the model's pixel bounds) is decoded, resized
+and encoded in the rule's format (PNG by default: lossless; JPEG or WebP at ``quality``).
+
+:class:`Uploader` does that work once per file for the rows of a step (a source image shared by
+10,000 edit rows is read once), off the event loop: small images in the calling thread, large ones
+in a process pool sized to the cores, so decoding and encoding 1024 px images runs on every core in
+parallel instead of on one core behind the GIL.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..image_files import ImageFile, pixels
+from ..options import Option
+from .media import to_data_url
+
+log = logging.getLogger("pixmill.http")
+
+ENCODINGS = ("png", "jpeg", "webp")
+DEFAULT_QUALITY = 90
+MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif"}
+# Images up to this many pixels are prepared in the calling thread: below it a hop to another
+# process costs more than the work (a 512 px image decodes and encodes in a few milliseconds).
+INLINE_PIXELS = 512 * 512
+CACHE_BYTES = 512 << 20  # prepared uploads kept for reuse within a step
+
+
+@dataclass(frozen=True)
+class UploadRule:
+    """What a provider takes as it is, and how to prepare what it does not.
+
+    - ``formats``: file formats (PIL names) uploaded byte for byte;
+    - ``modes``: file pixel modes taken as they are (``None``: any mode of those formats);
+    - ``size``: ``(height, width) -> (height, width)``, the size the provider should get; an image
+      is taken as it is only when this returns its own size. Must be picklable (a module-level
+      function or a :func:`functools.partial` of one): it runs in worker processes.
+    - ``encoding`` (``png``, ``jpeg``, ``webp``) and ``quality`` (1-100, JPEG and WebP only) for
+      images that must be re-encoded;
+    - ``data_url``: build the ``data:`` URL in the worker too (chat APIs send images that way).
+    """
+
+    formats: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF"})
+    modes: frozenset[str] | None = None
+    size: Callable[[int, int], tuple[int, int]] | None = None
+    encoding: str = "png"
+    quality: int = DEFAULT_QUALITY
+    data_url: bool = False
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"upload encoding {self.encoding!r}: choose one of {', '.join(ENCODINGS)}")
+        if not 1 <= int(self.quality) <= 100:
+            raise ValueError(f"upload quality {self.quality}: choose 1-100")
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` the provider should get."""
+        if self.size is None:
+            return width, height
+        h, w = self.size(height, width)
+        return w, h
+
+    def takes_as_is(self, image: ImageFile) -> bool:
+        return (image.format in self.formats and (self.modes is None or image.file_mode in self.modes)
+                and self.target_size(image.width, image.height) == (image.width, image.height))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image ready to send: its bytes, their MIME type, and the data URL when the rule asked."""
+
+    data: bytes
+    mime: str
+    url: str | None = None
+
+    @property
+    def suffix(self) -> str:
+        return next((s for f, s in SUFFIXES.items() if MIMES[f] == self.mime), ".png")
+
+    def data_url(self) -> str:
+        return self.url or to_data_url(self.data, self.mime)
+
+
+def upload_options(default: str = "png", what: str = "images the provider cannot take as they are are "
+                   "re-encoded", prefix: str = "upload") -> tuple[Option, Option]:
+    """``--<prefix>-format`` and ``--<prefix>-quality``: how images are re-encoded when they must be.
+    Both enter the step key: a lossy format changes the pixels the model sees."""
+    return (
+        Option(f"{prefix}_format", str, default, f"{what}: png (lossless, zlib level 1), jpeg or webp",
+               choices=ENCODINGS),
+        Option(f"{prefix}_quality", int, DEFAULT_QUALITY, f"quality (1-100) of jpeg/webp {prefix}s; png ignores it"),
+    )
+
+
+def prepare_upload(image: Any, rule: UploadRule) -> Upload:
+    """The upload for one image (an :class:`ImageFile` or PIL image), done in this thread."""
+    if isinstance(image, ImageFile) and rule.takes_as_is(image):
+        data, mime = image.read_bytes(), MIMES[image.format]
+    else:
+        try:
+            pil = pixels(image)
+            size = rule.target_size(pil.width, pil.height)
+            if size != (pil.width, pil.height):
+                pil = resize_image(pil, size)
+            data, mime = encode(pil, rule.encoding, rule.quality)
+        except (OSError, ValueError) as exc:
+            where = f"image {image.path}" if isinstance(image, ImageFile) else "an image"
+            raise ValueError(f"{where} cannot be prepared for upload: {exc}") from None
+    return Upload(data, mime, to_data_url(data, mime) if rule.data_url else None)
+
+
+def resize_image(image: Any, size: tuple[int, int]) -> Any:
+    """``image`` resized to ``(width, height)`` (bicubic): the one resize every engine uses, so the
+    same row gives the same pixels whether the model runs here or behind an API."""
+    from PIL import Image
+
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def encode(image: Any, encoding: str = "png", quality: int = DEFAULT_QUALITY) -> tuple[bytes, str]:
+    """``(bytes, mime)`` of a PIL image in ``encoding``.
+
+    PNG uses zlib level 1: lossless, and several times faster to write than the default level for a
+    somewhat larger file (bytes are cheap next to CPU time on a local network). JPEG (4:2:0) and
+    WebP (method 4) use ``quality``.
+    """
+    buf = io.BytesIO()
+    if encoding == "png":
+        if image.mode not in ("RGB", "RGBA", "L", "LA"):  # what every provider takes in a PNG
+            image = image.convert("RGBA")
+        image.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue(), "image/png"
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    if encoding == "jpeg":
+        image.save(buf, format="JPEG", quality=int(quality))
+        return buf.getvalue(), "image/jpeg"
+    image.save(buf, format="WEBP", quality=int(quality))
+    return buf.getvalue(), "image/webp"
+
+
+class Uploader:
+    """Prepares a serving's uploads: each file once per step (while it stays in the cache), large
+    images in the process pool, small ones and PIL images in the calling thread.
+
+    :meth:`submit` returns a future at once, so a batch can start every upload of its rows before
+    waiting for the first; :meth:`prepare` waits.
+    """
+
+    def __init__(self, rule: UploadRule, cache_bytes: int = CACHE_BYTES):
+        self.rule = rule
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[tuple, Future[Upload]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.prepared = 0  # uploads actually prepared (cache misses): what a test can count
+
+    def submit(self, image: Any) -> Future[Upload]:
+        if not isinstance(image, ImageFile):
+            return _run_here(prepare_upload, image, self.rule)
+        key = image.key
+        with self._lock:
+            fut = self._cache.get(key)
+            if fut is not None:
+                self._cache.move_to_end(key)
+                return fut
+            self.prepared += 1
+            large = image.width * image.height > INLINE_PIXELS
+            fut = _in_pool(image, self.rule) if large else None
+            if fut is None:
+                fut = _run_here(prepare_upload, image, self.rule)
+            self._cache[key] = fut
+            self._evict()
+        return fut
+
+    def prepare(self, image: Any) -> Upload:
+        return self.submit(image).result()
+
+    def _evict(self) -> None:
+        total = 0
+        for fut in reversed(self._cache.values()):
+            if fut.done() and fut.exception() is None:
+                total += _size(fut.result())
+        while total > self.cache_bytes and len(self._cache) > 1:
+            _, fut = self._cache.popitem(last=False)
+            if fut.done() and fut.exception() is None:
+                total -= _size(fut.result())
+
+
+def _size(upload: Upload) -> int:
+    return len(upload.data) + (len(upload.url) if upload.url else 0)
+
+
+def _run_here(fn: Callable[..., Upload], *args: Any) -> Future[Upload]:
+    fut: Future[Upload] = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - the caller gets it from the future, like a pool's
+        fut.set_exception(exc)
+    return fut
+
+
+def _in_pool(image: ImageFile, rule: UploadRule) -> Future[Upload] | None:
+    global _POOL
+    pool = _pool()
+    if pool is None:
+        return None
+    try:
+        return pool.submit(prepare_upload, image, rule)
+    except BrokenProcessPool:  # a worker died (out of memory?): start a new pool next time
+        log.warning("the upload pool broke; preparing uploads in this process until it restarts")
+        with _pool_lock:
+            _POOL = None
+        return None
+
+
+_pool_lock = threading.Lock()
+_POOL: ProcessPoolExecutor | None = None
+_POOL_PID = 0
+
+
+def _pool() -> ProcessPoolExecutor | None:
+    """The process's upload pool (one worker per core), or ``None`` on one core (no gain)."""
+    global _POOL, _POOL_PID
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2:
+        return None
+    with _pool_lock:
+        if _POOL is None or _POOL_PID != os.getpid():
+            import multiprocessing
+
+            # forkserver: workers fork from a clean server process, never from this one with its
+            # HTTP loop and batch threads (forking a threaded process can deadlock).
+            _POOL = ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("forkserver"))
+            _POOL_PID = os.getpid()
+            log.debug("upload pool: %d worker processes", cores)
+        return _POOL
+
+
+__all__ = ["DEFAULT_QUALITY", "ENCODINGS", "Upload", "UploadRule", "Uploader", "encode", "prepare_upload",
+           "resize_image", "upload_options"]
