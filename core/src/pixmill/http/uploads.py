@@ -6,9 +6,10 @@ that does not (a BMP, a palette PNG, an image outside the model's pixel bounds) 
 and encoded in the rule's format (PNG by default: lossless; JPEG or WebP at ``quality``).
 
 :class:`Uploader` does that work once per file for the rows of a step (a source image shared by
-10,000 edit rows is read once), off the event loop: small images in the calling thread, large ones
-in a process pool sized to the cores, so decoding and encoding 1024 px images runs on every core in
-parallel instead of on one core behind the GIL.
+10,000 edit rows is read once), off the event loop: files sent as they are and small images in the calling thread, large images
+that must be decoded in a process pool sized to the cores (forked on Linux; elsewhere the calling threads do it), so
+decoding, encoding and base64-encoding 1024 px images runs on every core in parallel instead of on
+one core behind the GIL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,6 +37,7 @@ MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": 
 SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif"}
 # Images up to this many pixels are prepared in the calling thread: below it a hop to another
 # process costs more than the work (a 512 px image decodes and encodes in a few milliseconds).
+# Files sent as they are never take the hop (see Uploader.submit).
 INLINE_PIXELS = 512 * 512
 CACHE_BYTES = 512 << 20  # prepared uploads kept for reuse within a step
 
@@ -80,7 +83,8 @@ class UploadRule:
 
 @dataclass(frozen=True)
 class Upload:
-    """An image ready to send: its bytes, their MIME type, and the data URL when the rule asked."""
+    """An image ready to send: its bytes and their MIME type, or (when the rule asked for data URLs)
+    the data URL alone."""
 
     data: bytes
     mime: str
@@ -119,7 +123,9 @@ def prepare_upload(image: Any, rule: UploadRule) -> Upload:
         except (OSError, ValueError) as exc:
             where = f"image {image.path}" if isinstance(image, ImageFile) else "an image"
             raise ValueError(f"{where} cannot be prepared for upload: {exc}") from None
-    return Upload(data, mime, to_data_url(data, mime) if rule.data_url else None)
+    if rule.data_url:  # only the URL travels back from a worker process, not the bytes twice
+        return Upload(b"", mime, to_data_url(data, mime))
+    return Upload(data, mime)
 
 
 def resize_image(image: Any, size: tuple[int, int]) -> Any:
@@ -177,8 +183,10 @@ class Uploader:
                 self._cache.move_to_end(key)
                 return fut
             self.prepared += 1
-            large = image.width * image.height > INLINE_PIXELS
-            fut = _in_pool(image, self.rule) if large else None
+            # The pool only for decoding work worth a process hop: a file sent as it is costs a
+            # read and a base64 pass here, less than moving megabytes back from a worker.
+            heavy = image.width * image.height > INLINE_PIXELS and not self.rule.takes_as_is(image)
+            fut = _in_pool(image, self.rule) if heavy else None
             if fut is None:
                 fut = _run_here(prepare_upload, image, self.rule)
             self._cache[key] = fut
@@ -232,18 +240,20 @@ _POOL_PID = 0
 
 
 def _pool() -> ProcessPoolExecutor | None:
-    """The process's upload pool (one worker per core), or ``None`` on one core (no gain)."""
+    """The process's upload pool (one worker per core), or ``None`` where it would not help (one
+    core) or could not be made safely (no ``fork``)."""
     global _POOL, _POOL_PID
+    import multiprocessing
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2:
+    if cores < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
         return None
     with _pool_lock:
         if _POOL is None or _POOL_PID != os.getpid():
-            import multiprocessing
-
-            # forkserver: workers fork from a clean server process, never from this one with its
-            # HTTP loop and batch threads (forking a threaded process can deadlock).
-            _POOL = ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("forkserver"))
+            # fork, not spawn or forkserver: those import the user's main script again in every
+            # worker (running an unguarded pipeline script twice). The workers only read files and
+            # run PIL, whose locks CPython and glibc reset in a forked child.
+            _POOL = ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("fork"))
             _POOL_PID = os.getpid()
             log.debug("upload pool: %d worker processes", cores)
         return _POOL
