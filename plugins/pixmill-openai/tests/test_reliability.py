@@ -138,3 +138,40 @@ def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path, util):
     assert sorted(ids) == sorted(by_prompt) and len(ids) == len(set(ids))  # every row exactly once
     for row in rows:
         assert (out / row["image"]).is_file()
+
+
+def test_kill_9_at_high_concurrency_redoes_only_the_requests_in_flight(tmp_path, util):
+    # Results are kept as they arrive (the step's journal), not per batch or per commit: after a
+    # kill -9 half-way, the rerun sends at most one request per slot that was busy, plus the rows
+    # the killed run never asked for.
+    n, concurrency = 192, 32
+    input_path = prompts_file(tmp_path, n, "half")
+    out = tmp_path / "killed"
+    with FakeOpenAIServer(latency=0.2) as server:
+        cmd = [PIXMILL, "run", "-q", "-i", str(input_path), "-o", str(out), "generate-images",
+               "--serving", "openai-images", "--base-url", server.url, "--api-key", "sk-kill",
+               "--concurrency", str(concurrency)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(server.requests) < n // 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL
+        time.sleep(0.3)  # the server finishes answering the dead client's last requests
+        kill_index = len(server.requests)
+        requested = {r.prompt for r in server.requests}
+        assert n // 2 <= len(requested) < n, "the kill must land mid-run"
+
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        after = server.requests[kill_index:]
+
+    never_asked = n - len(requested)
+    assert len(after) <= concurrency + never_asked, (len(after), never_asked)
+    rows = util.step_rows(out, 1)
+    ids = [r["id"] for r in rows]
+    assert sorted(ids) == [f"r{i:03d}" for i in range(n)] and len(ids) == len(set(ids))  # every row exactly once
+    for row in rows:
+        assert (out / row["image"]).is_file()
+    assert not (out / "01-generate-images" / "journal.jsonl").exists()
