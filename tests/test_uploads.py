@@ -3,6 +3,7 @@ the process pool for large images) once per file, and a bad file fails with its 
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 
@@ -47,7 +48,7 @@ def test_the_rule_resizes_and_encodes_jpeg_at_its_quality(tmp_path):
     rule = UploadRule(size=lambda h, w: (h // 2, w // 2), encoding="jpeg", quality=40, data_url=True)
     upload = Uploader(rule).prepare(probe_image(path))
     assert upload.mime == "image/jpeg" and upload.url.startswith("data:image/jpeg;base64,")
-    assert Image.open(io.BytesIO(__import__("base64").b64decode(upload.url.split(",", 1)[1]))).size == (100, 50)
+    assert Image.open(io.BytesIO(base64.b64decode(upload.url.split(",", 1)[1]))).size == (100, 50)
 
 
 def test_a_truncated_file_fails_naming_it(tmp_path):

@@ -81,7 +81,7 @@ def test_the_three_engines_see_the_same_pixels_for_a_row(tmp_path, tiny_model, r
 
     for name, seen in (("transformers", _arrays(processor.images)), ("vllm", _arrays(vllm_images))):
         assert [a.shape for a in seen] == [a.shape for a in over_http], name
-        assert all(np.array_equal(a, b) for a, b in zip(seen, over_http)), f"{name} saw other pixels"
+        assert all(np.array_equal(a, b) for a, b in zip(seen, over_http, strict=True)), f"{name} saw other pixels"
     assert over_http[0].shape == (60, 90, 3)  # within the bounds: as it is (the processor rounds to 28)
     assert over_http[1].shape[0] % 28 == 0 and over_http[1].shape[0] * over_http[1].shape[1] <= HI
 
