@@ -31,6 +31,22 @@ def generate(tmp_path, server, input_path, out="run", **opts):
     return run_pipeline(spec)[-1]
 
 
+def run_and_kill(server: FakeOpenAIServer, input_path: Path, out: Path, concurrency: int, until) -> list[str]:
+    """Start ``pixmill run ... generate-images`` against ``server`` and kill -9 it once ``until()``
+    holds; returns the command, to run it again."""
+    cmd = [PIXMILL, "run", "-q", "-i", str(input_path), "-o", str(out), "generate-images",
+           "--serving", "openai-images", "--base-url", server.url, "--api-key", "sk-kill",
+           "--concurrency", str(concurrency)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not until() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    return cmd
+
+
 def committed_ids(step_dir: Path) -> set[str]:
     """Row ids in complete ledger lines (what a crash cannot take back)."""
     ids: set[str] = set()
@@ -108,17 +124,8 @@ def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path, util):
     input_path = prompts_file(tmp_path, n, "kill")
     out = tmp_path / "killed"
     with FakeOpenAIServer(latency=0.1) as server:
-        cmd = [PIXMILL, "run", "-q", "-i", str(input_path), "-o", str(out), "generate-images",
-               "--serving", "openai-images", "--base-url", server.url, "--api-key", "sk-kill",
-               "--concurrency", str(concurrency)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
         step = out / "01-generate-images"
-        while len(committed_ids(step)) < 12 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        assert proc.returncode == -signal.SIGKILL
+        cmd = run_and_kill(server, input_path, out, concurrency, lambda: len(committed_ids(step)) >= 12)
         before = committed_ids(step)
         kill_index = len(server.requests)
         assert 12 <= len(before) < n, "the kill must land mid-run"
@@ -148,16 +155,7 @@ def test_kill_9_at_high_concurrency_redoes_only_the_requests_in_flight(tmp_path,
     input_path = prompts_file(tmp_path, n, "half")
     out = tmp_path / "killed"
     with FakeOpenAIServer(latency=0.2) as server:
-        cmd = [PIXMILL, "run", "-q", "-i", str(input_path), "-o", str(out), "generate-images",
-               "--serving", "openai-images", "--base-url", server.url, "--api-key", "sk-kill",
-               "--concurrency", str(concurrency)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while len(server.requests) < n // 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        assert proc.returncode == -signal.SIGKILL
+        cmd = run_and_kill(server, input_path, out, concurrency, lambda: len(server.requests) >= n // 2)
         time.sleep(0.3)  # the server finishes answering the dead client's last requests
         kill_index = len(server.requests)
         requested = {r.prompt for r in server.requests}

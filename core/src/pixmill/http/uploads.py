@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -253,10 +254,24 @@ def _pool() -> ProcessPoolExecutor | None:
             # fork, not spawn or forkserver: those import the user's main script again in every
             # worker (running an unguarded pipeline script twice). The workers only read files and
             # run PIL, whose locks CPython and glibc reset in a forked child.
-            _POOL = ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("fork"))
+            _POOL = ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("fork"),
+                                        initializer=_exit_with_parent)
             _POOL_PID = os.getpid()
             log.debug("upload pool: %d worker processes", cores)
         return _POOL
+
+
+def _exit_with_parent() -> None:
+    """In a pool worker: exit when the parent process is gone (a kill -9 closes no pipe the worker
+    waits on, since a forked worker holds both ends; without this it would sleep forever)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="pixmill-upload-watch", daemon=True).start()
 
 
 __all__ = ["DEFAULT_QUALITY", "ENCODINGS", "Upload", "UploadRule", "Uploader", "encode", "prepare_upload",
