@@ -57,3 +57,15 @@ def test_a_truncated_file_fails_naming_it(tmp_path):
     path.write_bytes(path.read_bytes()[:2000])
     with pytest.raises(ValueError, match="cut.png"):
         Uploader(UploadRule(formats=frozenset({"JPEG"}))).prepare(probed)
+
+
+def test_the_cache_keeps_to_its_budget_dropping_the_oldest(tmp_path):
+    paths = [_noise(tmp_path / f"{i}.png", (64, 64)) for i in range(6)]
+    size = len(paths[0].read_bytes())
+    uploader = Uploader(UploadRule(), cache_bytes=int(size * 2.5))
+    for path in paths:
+        uploader.prepare(probe_image(path))
+    uploader.prepare(probe_image(paths[-1]))  # still cached
+    assert uploader.prepared == 6
+    uploader.prepare(probe_image(paths[0]))  # dropped long ago: prepared again
+    assert uploader.prepared == 7

@@ -40,7 +40,7 @@ SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif"}
 # process costs more than the work (a 512 px image decodes and encodes in a few milliseconds).
 # Files sent as they are never take the hop (see Uploader.submit).
 INLINE_PIXELS = 512 * 512
-CACHE_BYTES = 512 << 20  # prepared uploads kept for reuse within a step
+CACHE_BYTES = 256 << 20  # prepared uploads kept for reuse within a step (the oldest go first)
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ class Uploader:
         self.rule = rule
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple, Future[Upload]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._bytes = 0  # size of the finished uploads in the cache
+        self._lock = threading.RLock()  # RLock: a future done at once runs its callback inside submit
         self.prepared = 0  # uploads actually prepared (cache misses): what a test can count
 
     def submit(self, image: Any) -> Future[Upload]:
@@ -191,21 +192,24 @@ class Uploader:
             if fut is None:
                 fut = _run_here(prepare_upload, image, self.rule)
             self._cache[key] = fut
-            self._evict()
+            fut.add_done_callback(lambda done, key=key: self._account(key, done))
         return fut
 
     def prepare(self, image: Any) -> Upload:
         return self.submit(image).result()
 
-    def _evict(self) -> None:
-        total = 0
-        for fut in reversed(self._cache.values()):
-            if fut.done() and fut.exception() is None:
-                total += _size(fut.result())
-        while total > self.cache_bytes and len(self._cache) > 1:
-            _, fut = self._cache.popitem(last=False)
-            if fut.done() and fut.exception() is None:
-                total -= _size(fut.result())
+    def _account(self, key: tuple, fut: Future[Upload]) -> None:
+        """Count a finished upload still in the cache, then drop the oldest beyond the budget."""
+        if fut.exception() is not None:
+            return
+        with self._lock:
+            if self._cache.get(key) is not fut:
+                return
+            self._bytes += _size(fut.result())
+            while self._bytes > self.cache_bytes and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                if old.done() and old.exception() is None:
+                    self._bytes -= _size(old.result())
 
 
 def _size(upload: Upload) -> int:
