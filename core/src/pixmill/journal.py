@@ -31,25 +31,23 @@ class Journal:
         self.path = Path(folder) / JOURNAL
         self._fd: int | None = None
 
-    def append(self, rows: list[dict], done: list[str], failed: list[dict]) -> None:
-        """Keep one batch's results: one line, one write (a torn last line is ignored on recovery)."""
-        if not (rows or done or failed):
+    def append(self, **fields: list) -> None:
+        """Keep one batch's results (``rows``, ``done``, ``failed``, and any other list a commit
+        takes): one line, one write (a torn last line is ignored on recovery)."""
+        if not any(fields.values()):
             return
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        line = json.dumps({"rows": rows, "done": done, "failed": failed}, ensure_ascii=False,
-                          separators=(",", ":"), default=str) + "\n"
+        line = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         os.write(self._fd, line.encode("utf-8"))
 
-    def recover(self, committed: set[str] | None = None) -> tuple[list[dict], list[str], list[dict]]:
-        """The journal's results, less batches whose done ids are in ``committed`` (a kill between
-        a commit and :meth:`clear` leaves results that are already in the ledger; failures are
-        keyed by id, so committing one twice is harmless)."""
-        rows: list[dict] = []
-        done: list[str] = []
-        failed: list[dict] = []
+    def recover(self, committed: set[str] | None = None) -> dict[str, list]:
+        """The journal's results, each field's lists joined in order, less batches whose ``done``
+        ids are in ``committed`` (a kill between a commit and :meth:`clear` leaves results that are
+        already in the ledger; failures are keyed by id, so committing one twice is harmless)."""
+        out: dict[str, list] = {"rows": [], "done": [], "failed": []}
         if not self.path.exists():
-            return rows, done, failed
+            return out
         committed = committed or set()
         with open(self.path, encoding="utf-8") as fh:
             for line in fh:
@@ -59,12 +57,11 @@ class Journal:
                     entry: dict[str, Any] = _loads(line)
                 except ValueError:
                     break
-                if any(rid in committed for rid in entry["done"]):
+                if any(rid in committed for rid in entry.get("done", ())):
                     continue  # a batch is committed whole: one id committed means all are
-                rows.extend(entry["rows"])
-                done.extend(entry["done"])
-                failed.extend(entry["failed"])
-        return rows, done, failed
+                for key, values in entry.items():
+                    out.setdefault(key, []).extend(values)
+        return out
 
     def clear(self) -> None:
         """Empty the journal (everything in it is committed)."""

@@ -375,7 +375,7 @@ class Runner:
                     n_rows, n_done, n_failed = len(rows), len(done), len(failed)
                     _collect(batch, outcomes, rows, done, failed)
                     if journal is not None:
-                        journal.append(rows[n_rows:], done[n_done:], failed[n_failed:])
+                        journal.append(rows=rows[n_rows:], done=done[n_done:], failed=failed[n_failed:])
                     self.progress.advanced(len(batch) - (len(failed) - n_failed), len(failed) - n_failed)
                     now = time.monotonic()
                     slow = journal is None and now - last_result >= SLOW_BATCH_SECONDS
@@ -390,7 +390,8 @@ class Runner:
     def _recover(self, journal: Journal, folder: StepFolder, state: StepState,
                  batches: Iterator[list[dict]]) -> Iterator[list[dict]]:
         """Commit what a killed run kept in the journal, and leave those rows out of ``batches``."""
-        rows, done, failed = journal.recover(state.done)
+        kept = journal.recover(state.done)
+        rows, done, failed = kept["rows"], kept["done"], kept["failed"]
         if not (rows or done or failed):
             journal.clear()
             return batches
