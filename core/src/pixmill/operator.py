@@ -86,7 +86,16 @@ class Operator:
 
     @property
     def batch_size(self) -> int:
-        return int(self.config.get("batch_size") or self.default_batch_size)
+        """``--batch-size``, else the serving's preference (:meth:`Serving.rows_per_batch`), else
+        the operator's default."""
+        preferred = self.serving.rows_per_batch() if self.serving is not None else None
+        return int(self.config.get("batch_size") or preferred or self.default_batch_size)
+
+    @property
+    def image_files(self) -> bool:
+        """Whether input images go to the serving as :class:`~pixmill.image_files.ImageFile`
+        references instead of decoded pixels (the serving's ``takes_image_files()``)."""
+        return self.serving is not None and self.serving.takes_image_files()
 
     @property
     def parallel_batches(self) -> int:

@@ -24,6 +24,7 @@ from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
 from .files import write_atomic, write_records
 from .input_images import has_embedded_images, write_embedded_images
+from .journal import Journal
 from .operator import Dropped, Failed, Operator
 from .progress import Progress, make_progress
 from .rows import ID_KEY, child_id
@@ -33,8 +34,8 @@ from .store import Store
 log = logging.getLogger("pixmill.runner")
 
 SOURCE_COMMIT_ROWS = 50_000
-FAST_COMMIT_SECONDS = 1.0  # cheap batches: commit at most once a second (or every 50k rows)
-SLOW_BATCH_SECONDS = 0.05  # a batch that took longer is committed at once
+FAST_COMMIT_SECONDS = 1.0  # commit at most once a second (or every 50k rows); the journal keeps the rest
+SLOW_BATCH_SECONDS = 0.05  # a model-free batch that took longer is committed at once (it has no journal)
 ALWAYS_HASH_BYTES = 64 * 1024**2  # inputs up to this size are hashed on every run (~0.1 s)
 
 
@@ -121,6 +122,15 @@ def _collect(batch: list[dict], positions: list[int], outcomes: list, rows: list
             failed.append({"id": rid, "reason": reason, "row": row})
             n_failed += 1
     return n_failed
+
+
+def _commit_in_order(folder: StepFolder, state: StepState, rows: list[dict], positions: list[int], done: list[str],
+                     failed: list[dict], dropped: list[dict]) -> None:
+    """Commit results whose batches may have finished out of order: rows sorted by position."""
+    if any(b < a for a, b in zip(positions, positions[1:], strict=False)):
+        order = sorted(range(len(rows)), key=positions.__getitem__)
+        rows, positions = [rows[i] for i in order], [positions[i] for i in order]
+    folder.commit(state, rows, done, failed, positions=positions or None, dropped=dropped)
 
 
 @contextmanager
@@ -391,6 +401,14 @@ class Runner:
 
     def _execute(self, op: Operator, ctx: StepContext, folder: StepFolder, state: StepState,
                  upstream: Iterator[dict], skip: set[str]) -> None:
+        # A model step keeps each finished batch in the step's journal at once (one write, see
+        # pixmill.journal) and commits a part at most once a second, so a kill -9 redoes only the
+        # batches in flight while a million-row step still writes few parts. Cheap model-free
+        # batches are grouped into a commit a second (or every 50k rows) without a journal; one
+        # that took real work (over SLOW_BATCH_SECONDS) is committed at once.
+        journal = Journal(folder.path) if op.serving is not None else None
+        if journal is not None:
+            skip = skip | self._recover(journal, folder, state)
         # Every upstream row has a position (its index in upstream order, done rows included, so
         # positions survive resumes); committed rows carry it, so the output is in upstream order
         # whatever order batches finish in.
@@ -404,10 +422,6 @@ class Runner:
                 pos_of[id(batch)] = [p for p, _ in chunk]
                 yield batch
 
-        # A batch that took real work (a model call, anything over SLOW_BATCH_SECONDS) is committed at
-        # once, so a crash redoes at most the batches in flight; cheap model-free batches are grouped
-        # into a commit a second, so a million-row step writes tens of parts, not thousands.
-        always = op.serving is not None
         rows: list[dict] = []
         row_pos: list[int] = []
         done: list[str] = []
@@ -418,27 +432,43 @@ class Runner:
         def flush() -> None:
             nonlocal rows, row_pos, done, failed, dropped, last
             if rows or done or failed:
-                if any(b < a for a, b in zip(row_pos, row_pos[1:], strict=False)):  # batches finished out of order
-                    order = sorted(range(len(rows)), key=row_pos.__getitem__)
-                    rows, row_pos = [rows[i] for i in order], [row_pos[i] for i in order]
-                folder.commit(state, rows, done, failed, positions=row_pos, dropped=dropped)
+                _commit_in_order(folder, state, rows, row_pos, done, failed, dropped)
+                if journal is not None:
+                    journal.clear()
             rows, row_pos, done, failed, dropped, last = [], [], [], [], [], time.monotonic()
 
         # After a first Ctrl-C no batch is handed out; those in flight finish and are committed.
         with relaxed_gc(), interrupt.graceful():
             try:
                 for batch, outcomes in self.executor.map(StepTask(op, ctx), interrupt.until_requested(batches())):
-                    n_failed = _collect(batch, pos_of.pop(id(batch)), outcomes, rows, row_pos, done, failed,
-                                        dropped)
-                    self.progress.advanced(len(batch) - n_failed, n_failed)
+                    n_rows, n_done, n_failed, n_dropped = len(rows), len(done), len(failed), len(dropped)
+                    bad = _collect(batch, pos_of.pop(id(batch)), outcomes, rows, row_pos, done, failed, dropped)
+                    if journal is not None:
+                        journal.append(rows=rows[n_rows:], positions=row_pos[n_rows:], done=done[n_done:],
+                                       failed=failed[n_failed:], dropped=dropped[n_dropped:])
+                    self.progress.advanced(len(batch) - bad, bad)
                     now = time.monotonic()
-                    slow = now - last_result >= SLOW_BATCH_SECONDS
+                    slow = journal is None and now - last_result >= SLOW_BATCH_SECONDS
                     last_result = now
-                    if always or slow or len(rows) >= SOURCE_COMMIT_ROWS or now - last >= FAST_COMMIT_SECONDS:
+                    if slow or len(rows) >= SOURCE_COMMIT_ROWS or now - last >= FAST_COMMIT_SECONDS:
                         flush()
             finally:
                 flush()  # on success, error or Ctrl-C: keep every finished batch
+                if journal is not None:
+                    journal.close()
             interrupt.raise_if_requested()  # the step stopped early: it is not complete
+
+    def _recover(self, journal: Journal, folder: StepFolder, state: StepState) -> set[str]:
+        """Commit what a killed run kept in the journal; returns the ids it holds (not to redo)."""
+        kept = journal.recover(state.done)
+        rows, done, failed = kept["rows"], kept["done"], kept["failed"]
+        if not (rows or done or failed):
+            journal.clear()
+            return set()
+        _commit_in_order(folder, state, rows, kept.get("positions") or [], done, failed, kept.get("dropped") or [])
+        journal.clear()
+        log.info("%s: kept %d results from the interrupted run", folder.name, len(done) + len(failed))
+        return set(done) | {f["id"] for f in failed}
 
     # -- reading --------------------------------------------------------------------------------
     def last_rows(self) -> Iterator[dict]:

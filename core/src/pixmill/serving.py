@@ -41,7 +41,9 @@ class ImageRequest:
 
 @dataclass
 class EditRequest:
-    """Image editing: apply ``prompt`` to the reference ``images`` (PIL images, in order)."""
+    """Image editing: apply ``prompt`` to the reference ``images``, in order: PIL images, or
+    :class:`pixmill.image_files.ImageFile` references for servings whose ``takes_image_files()``
+    is true (``mask`` likewise)."""
 
     prompt: str
     images: list[Any]
@@ -88,8 +90,9 @@ class ChatRequest:
     """A chat turn for a text LLM or a vision-language model.
 
     ``messages`` are OpenAI-style chat messages whose content is a string or a list of parts;
-    image parts are ``{"type": "image", "image": PIL.Image}`` and servings convert them to their
-    own form. ``json`` asks for a JSON object answer where the backend supports it.
+    image parts are ``{"type": "image", "image": PIL.Image}`` (an
+    :class:`pixmill.image_files.ImageFile` for servings whose ``takes_image_files()`` is true) and
+    servings convert them to their own form. ``json`` asks for a JSON object answer where the backend supports it.
     """
 
     messages: list[dict[str, Any]]
@@ -227,6 +230,19 @@ class Serving:
         """Whether requests carry reference images (an IP-Adapter's style or subject references)
         from the row's reference field, in ``reference_images``. Default: no."""
         return False
+
+    def takes_image_files(self) -> bool:
+        """Whether the operators may hand this serving input images as
+        :class:`pixmill.image_files.ImageFile` references (path and header, not decoded) instead of
+        PIL images. HTTP servings say yes: they upload a file's bytes as they are when the provider
+        takes them, and decode only the files they must resize or re-encode. Default: no."""
+        return False
+
+    def rows_per_batch(self) -> int | None:
+        """The rows per operator batch this serving prefers, or ``None`` for the operator's default
+        (``--batch-size`` wins over both). HTTP servings answer 1: each row is its own request, so
+        one-row batches let the runner keep each result the moment it arrives."""
+        return None
 
     def use_device(self, device: str) -> None:
         """Called in a worker process before :meth:`load`: this replica runs on ``device``.

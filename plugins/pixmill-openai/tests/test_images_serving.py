@@ -90,6 +90,23 @@ def test_edit_sends_every_reference_image_as_its_own_part(server):
     assert Image.open(io.BytesIO(images[0].data)).size == (40, 30)  # fake server keeps the input size
 
 
+@pytest.mark.parametrize("model, as_is", [("gpt-image-1", True), ("dall-e-2", False)])
+def test_edit_uploads_a_file_the_model_takes_byte_for_byte(server, tmp_path, model, as_is):
+    from pixmill.image_files import probe_image
+
+    path = tmp_path / "photo.jpg"
+    Image.effect_noise((64, 48), 50).convert("RGB").save(path, quality=85)
+    s = serving(server, model=model)
+    [images] = s.edit([EditRequest("make it blue", images=[probe_image(path)], seeds=[0])])
+    assert not isinstance(images, Exception), images
+    sent = server.requests[-1].images[0]
+    if as_is:  # gpt-image-1 takes JPEG: the file's own bytes, not a re-encoded copy
+        assert sent == path.read_bytes()
+    else:  # DALL-E 2 takes only PNG: re-encoded, losslessly
+        decoded = Image.open(io.BytesIO(sent))
+        assert decoded.format == "PNG" and decoded.tobytes() == Image.open(path).convert("RGB").tobytes()
+
+
 def test_mask_is_converted_to_the_api_convention(server):
     s = serving(server)
     image = Image.new("RGB", (40, 30), "gray")

@@ -31,6 +31,22 @@ def generate(tmp_path, server, input_path, out="run", **opts):
     return run_pipeline(spec)[-1]
 
 
+def run_and_kill(server: FakeOpenAIServer, input_path: Path, out: Path, concurrency: int, until) -> list[str]:
+    """Start ``pixmill run ... generate-images`` against ``server`` and kill -9 it once ``until()``
+    holds; returns the command, to run it again."""
+    cmd = [PIXMILL, "run", "-q", "-i", str(input_path), "-o", str(out), "generate-images",
+           "--serving", "openai-images", "--base-url", server.url, "--api-key", "sk-kill",
+           "--concurrency", str(concurrency)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not until() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    return cmd
+
+
 def committed_ids(step_dir: Path) -> set[str]:
     """Row ids in complete ledger lines (what a crash cannot take back)."""
     ids: set[str] = set()
@@ -108,17 +124,8 @@ def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path, util):
     input_path = prompts_file(tmp_path, n, "kill")
     out = tmp_path / "killed"
     with FakeOpenAIServer(latency=0.1) as server:
-        cmd = [PIXMILL, "run", "-q", "-i", str(input_path), "-o", str(out), "generate-images",
-               "--serving", "openai-images", "--base-url", server.url, "--api-key", "sk-kill",
-               "--concurrency", str(concurrency)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
         step = out / "01-generate-images"
-        while len(committed_ids(step)) < 12 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        assert proc.returncode == -signal.SIGKILL
+        cmd = run_and_kill(server, input_path, out, concurrency, lambda: len(committed_ids(step)) >= 12)
         before = committed_ids(step)
         kill_index = len(server.requests)
         assert 12 <= len(before) < n, "the kill must land mid-run"
@@ -138,3 +145,31 @@ def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path, util):
     assert sorted(ids) == sorted(by_prompt) and len(ids) == len(set(ids))  # every row exactly once
     for row in rows:
         assert (out / row["images"][0]).is_file()
+
+
+def test_kill_9_at_high_concurrency_redoes_only_the_requests_in_flight(tmp_path, util):
+    # Results are kept as they arrive (the step's journal), not per batch or per commit: after a
+    # kill -9 half-way, the rerun sends at most one request per slot that was busy, plus the rows
+    # the killed run never asked for.
+    n, concurrency = 192, 32
+    input_path = prompts_file(tmp_path, n, "half")
+    out = tmp_path / "killed"
+    with FakeOpenAIServer(latency=0.2) as server:
+        cmd = run_and_kill(server, input_path, out, concurrency, lambda: len(server.requests) >= n // 2)
+        time.sleep(0.3)  # the server finishes answering the dead client's last requests
+        kill_index = len(server.requests)
+        requested = {r.prompt for r in server.requests}
+        assert n // 2 <= len(requested) < n, "the kill must land mid-run"
+
+        rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        after = server.requests[kill_index:]
+
+    never_asked = n - len(requested)
+    assert len(after) <= concurrency + never_asked, (len(after), never_asked)
+    rows = util.step_rows(out, 1)
+    ids = [r["id"] for r in rows]
+    assert sorted(ids) == [f"r{i:03d}" for i in range(n)] and len(ids) == len(set(ids))  # every row exactly once
+    for row in rows:
+        assert (out / row["images"][0]).is_file()
+    assert not (out / "01-generate-images" / "journal.jsonl").exists()

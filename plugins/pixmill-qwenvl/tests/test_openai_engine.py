@@ -132,7 +132,7 @@ def test_step_key_ignores_run_only_and_other_engines_options():
     assert cls(engine="openai", model="m", timeout=5, max_retries=1).identity() == http
 
 
-@pytest.mark.parametrize("engine, parallel", [("openai", 33), ("transformers", 1), ("vllm", 1)])
+@pytest.mark.parametrize("engine, parallel", [("openai", 32), ("transformers", 1), ("vllm", 1)])
 def test_only_the_http_engine_runs_batches_in_parallel(engine, parallel):
     serving = get_registry().get_serving("qwen-vl")(engine=engine, concurrency=32)
     assert serving.parallel_batches == parallel

@@ -63,12 +63,15 @@ def _threaded(op, ctx, batches: Iterable[Batch], workers: int) -> Iterator[tuple
             fill()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                finished = [(pending.pop(fut), fut) for fut in done]
-                fill()  # refill before handing results over: the caller's commit must not idle the workers
-                for batch, fut in finished:
+                for fut in done:
+                    batch = pending.pop(fut)
                     if isinstance(fut.exception(), Interrupted):
                         continue  # cut short by Ctrl-C: neither done nor failed, the next run redoes it
                     yield batch, fut.result()
+                # Refill only once the caller has kept those results (a journal line each, see
+                # pixmill.journal): a worker's slot frees when its result is safe, so at any instant at
+                # most `workers` batches are started and not kept, and a kill -9 redoes no more.
+                fill()
         except BaseException:
             # Ctrl-C, or an error that stops the step: abandon what is in flight rather than wait
             # for it on the way out (the pool joins its threads when this block exits).

@@ -1,12 +1,10 @@
-"""Images on the wire: encoding PIL images for upload, data URLs, and recognising returned bytes."""
+"""Images on the wire: data URLs, and recognising returned bytes (uploads: :mod:`.uploads`)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import re
-from typing import Any
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
 
@@ -29,29 +27,12 @@ def sniff_image(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-def encode_image(image: Any, fmt: str = "PNG") -> bytes:
-    """Encode a PIL image (PNG by default: lossless, accepted by every provider)."""
-    fmt = fmt.upper()
-    if fmt in ("JPG", "JPEG"):
-        fmt = "JPEG"
-        if image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-    buf = io.BytesIO()
-    image.save(buf, format=fmt)
-    return buf.getvalue()
-
-
 def to_data_url(data: bytes, mime: str | None = None) -> str:
     """``data:image/png;base64,...`` for encoded image bytes."""
     if mime is None:
         sniffed = sniff_image(data)
         mime = sniffed[1] if sniffed else "application/octet-stream"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def image_data_url(image: Any, fmt: str = "PNG") -> str:
-    """A data URL for a PIL image."""
-    return to_data_url(encode_image(image, fmt))
 
 
 def decode_data_url(url: str) -> bytes | None:

@@ -9,6 +9,7 @@ from ..keys import default_key_name, require_key, resolve_key
 from ..options import Option
 from ..serving import Serving
 from .engine import RequestEngine
+from .uploads import Uploader, UploadRule
 from .urls import normalize_base_url, redact_url
 
 log = logging.getLogger("pixmill.http")
@@ -69,13 +70,33 @@ class OpenAICompatibleServing(Serving):
             raise ConfigError(f"serving {self.name}: --concurrency must be at least 1", "pass --concurrency 8")
         self._client: Any = None
         self._engine: RequestEngine | None = None
+        self._uploads: Uploader | None = None
 
     # -- configuration ------------------------------------------------------------------------
     @property
     def parallel_batches(self) -> int:  # type: ignore[override]
-        # Enough batches in flight to keep every request slot busy even with one row per batch;
-        # the semaphore, not the thread count, bounds what is actually on the wire.
-        return int(self.config.get("concurrency") or 1) + 1
+        # One batch (of one row, see rows_per_batch) per request slot. Not one more: the runner
+        # keeps a result before the executor starts the next batch, so at any instant at most
+        # `concurrency` rows are requested and not yet kept, and that is all a kill -9 can cost.
+        return int(self.config.get("concurrency") or 1)
+
+    def rows_per_batch(self) -> int | None:
+        return 1
+
+    def takes_image_files(self) -> bool:
+        return True
+
+    def upload_rule(self) -> UploadRule:
+        """How this serving's provider takes images (see :mod:`pixmill.http.uploads`); default: PNG,
+        JPEG, WebP and GIF files as they are, anything else re-encoded as PNG."""
+        return UploadRule()
+
+    @property
+    def uploads(self) -> Uploader:
+        """Prepares this serving's image uploads, each file once while the serving is loaded."""
+        if self._uploads is None:
+            self._uploads = Uploader(self.upload_rule())
+        return self._uploads
 
     @property
     def key_name(self) -> str:
@@ -124,6 +145,7 @@ class OpenAICompatibleServing(Serving):
             except Exception:  # noqa: BLE001 - closing a pool must never fail a run
                 log.debug("closing the HTTP client failed", exc_info=True)
         self._engine = None
+        self._uploads = None
 
     @property
     def client(self) -> Any:

@@ -48,6 +48,7 @@ from ..fields import (
     meta_field,
 )
 from ..gallery.thumbs import write_sidecar
+from ..image_files import load_image
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_texts
@@ -156,13 +157,14 @@ class _ImageOperator(Operator):
     @property
     def batch_size(self) -> int:
         """Rows per batch: ``--batch-size``, else what fills the serving's ``batch_size`` (images
-        per model call), else one row."""
+        per model call), else the serving's preferred rows per batch, else one row."""
         if self.config.get("batch_size"):
             return int(self.config["batch_size"])
         per_call = self.serving.images_per_call() if self.serving is not None else None
         if per_call:
             return max(1, int(per_call) // self.images_per_prompt)
-        return self.default_batch_size
+        preferred = self.serving.rows_per_batch() if self.serving is not None else None
+        return int(preferred or self.default_batch_size)
 
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         """One request per prompt of each row (``images_per_prompt`` seeds each), one serving call
@@ -333,7 +335,7 @@ class EditImages(_ImageOperator):
         paths = image_list(get_field(row, key))
         if not paths:
             raise ValueError(f"field {key!r} holds no image (set --image-key to the field with the input image)")
-        return [open_image(ctx, p, key, "RGB") for p in paths]
+        return [open_image(ctx, p, key, "RGB", self.image_files) for p in paths]
 
     def _load_mask(self, row: dict, ctx: StepContext) -> Any:
         key = self.config["mask_key"]
@@ -344,12 +346,14 @@ class EditImages(_ImageOperator):
             return None  # this row edits without a mask (image-to-image)
         if len(paths) > 1:
             raise ValueError(f"field {key!r} must hold one mask image path, found {len(paths)}")
-        return open_image(ctx, paths[0], key, "L")
+        return open_image(ctx, paths[0], key, "L", self.image_files)
 
 
-def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
-    """Open an image named in a row, fully read, or raise ValueError naming the file and field."""
-    from PIL import Image, UnidentifiedImageError
+def open_image(ctx: StepContext, path: str, key: str, mode: str, as_file: bool = False) -> Any:
+    """Open an image named in a row, fully read (or, with ``as_file``, as an
+    :class:`~pixmill.image_files.ImageFile` whose header was checked), or raise ValueError naming
+    the file and field."""
+    from PIL import UnidentifiedImageError
 
     try:
         resolved = ctx.readable(path)
@@ -358,9 +362,7 @@ def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
     if not resolved.is_file():
         raise ValueError(f"image {path!r} in field {key!r} not found (looked for {resolved})")
     try:
-        with Image.open(resolved) as img:
-            img.load()
-            return img.convert(mode)
+        return load_image(resolved, mode, as_file)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         if is_environment_error(exc):
             raise  # the machine's fault (permissions, I/O, memory), not the row's: the step stops

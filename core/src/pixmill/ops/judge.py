@@ -13,6 +13,7 @@ from typing import Any
 from ..context import StepContext
 from ..errors import ConfigError, PixmillError, RowError, is_environment_error
 from ..fields import PROMPT_FIELDS, RESULT_IMAGE_FIELDS, first_present, result_image_field
+from ..image_files import load_image
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_text, set_field
@@ -27,11 +28,14 @@ _YES = {"yes", "y"}
 _NO = {"no", "n"}
 
 
-def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--image-key") -> list[Any]:
-    """The PIL images (RGB) named by ``row[key]`` (``key`` None: the row's result images, see
-    :mod:`pixmill.fields`), in order; a one-line RowError naming the fix (``option`` is the flag
-    that names the field)."""
-    from PIL import Image, UnidentifiedImageError
+def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--image-key", as_files: bool = False
+                ) -> list[Any]:
+    """The images (RGB) named by ``row[key]`` (``key`` None: the row's result images, see
+    :mod:`pixmill.fields`), in order: decoded PIL images, or with ``as_files``
+    :class:`~pixmill.image_files.ImageFile` references (header checked, pixels left on disk for
+    the serving's upload); a one-line RowError naming the fix (``option`` is the flag that names
+    the field)."""
+    from PIL import UnidentifiedImageError
 
     rid = row.get(ID_KEY, "?")
     if key is None:
@@ -55,8 +59,7 @@ def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--i
         except ValueError as exc:  # outside the allowed folders: never read, never uploaded
             raise RowError(f"row {rid}: field {key!r}: {exc}") from None
         try:
-            with Image.open(absolute) as img:
-                images.append(img.convert("RGB"))
+            images.append(load_image(absolute, "RGB", as_files))
         except FileNotFoundError:
             raise RowError(f"row {rid}: image {path!r} (field {key!r}) not found at {absolute}; "
                            "paths are relative to the run folder or the input file's folder") from None
@@ -167,12 +170,12 @@ class Judge(_VisionChatOperator):
 
     def _request(self, row: dict, ctx: StepContext) -> ChatRequest:
         text = self._prompt(row)
-        outputs = load_images(row, self.config["image_key"], ctx)
+        outputs = load_images(row, self.config["image_key"], ctx, as_files=self.image_files)
         if self.rubric is None:
             question = self.config["question"].replace("{prompt}", text)
             parts = [*({"type": "image", "image": im} for im in outputs), {"type": "text", "text": question}]
             return ChatRequest([{"role": "user", "content": parts}], max_tokens=1, temperature=0.0, logprobs=True)
-        sources = load_images(row, self.config["source_key"], ctx, "--source-key") if self.rubric.needs_source else []
+        sources = load_images(row, self.config["source_key"], ctx, "--source-key", self.image_files) if self.rubric.needs_source else []
         parts: list[dict[str, Any]] = []
         for role, label in self.rubric.images.items():
             group = sources if role == "source" else outputs
@@ -261,7 +264,7 @@ class Caption(_VisionChatOperator):
         requests: list[ChatRequest] = []
         for i, row in enumerate(rows):
             try:
-                images = load_images(row, self.config["image_key"], ctx)
+                images = load_images(row, self.config["image_key"], ctx, as_files=self.image_files)
             except RowError as exc:
                 outcomes[i] = Failed(str(exc))
                 continue

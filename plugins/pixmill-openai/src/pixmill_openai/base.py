@@ -8,13 +8,9 @@ from pixmill.http import OpenAICompatibleServing, TransientError
 from pixmill.http.loop import run_sync
 from pixmill.http.media import sniff_image
 from pixmill.http.urls import redact_url
-from pixmill.options import Option
 from pixmill.serving import GeneratedImage
 
 from .download import fetch_image, make_download_client
-
-BATCH_OPTION = Option("batch_size", int, None, "rows per batch for the image operators (default: concurrency / 4, "
-                      "from 1 to 8); the operator's own --batch-size wins", cache=False)
 
 
 class ImageHTTPServing(OpenAICompatibleServing):
@@ -22,18 +18,6 @@ class ImageHTTPServing(OpenAICompatibleServing):
     turns returned bytes into :class:`GeneratedImage` (saved as the API sent them, never re-encoded)."""
 
     _downloads: Any = None
-
-    def __init__(self, **options: Any):
-        super().__init__(**options)
-        if not self.config.get("batch_size"):
-            # Rows per batch for the image operators (they read the serving's batch_size). Each
-            # batch is one commit (a couple of fsyncs, a few ms): at high concurrency, one row per
-            # batch would make the commits, not the API, the bottleneck. Small batches keep the
-            # work redone after a crash small.
-            self.config["batch_size"] = max(1, min(8, int(self.config["concurrency"]) // 4))
-
-    def images_per_call(self) -> int | None:
-        return self.config["batch_size"]
 
     def unload(self) -> None:
         downloads, self._downloads = self._downloads, None

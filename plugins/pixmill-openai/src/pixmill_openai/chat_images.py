@@ -8,11 +8,11 @@ import logging
 from typing import Any
 
 from pixmill.http import RequestError, http_options
-from pixmill.http.media import image_data_url
+from pixmill.http.uploads import UploadRule, upload_options
 from pixmill.options import Option
 from pixmill.serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest, ImagesOrError
 
-from .base import BATCH_OPTION, ImageHTTPServing
+from .base import ImageHTTPServing
 from .parse import find_images, merge_stream
 
 log = logging.getLogger("pixmill.openai")
@@ -42,11 +42,10 @@ class OpenAIChatImageServing(ImageHTTPServing):
         Option("system_prompt", str, None, "a system message sent before the prompt"),
         Option("temperature", float, None, "sampling temperature"),
         Option("send_seed", bool, True, "send each image's seed as `seed` (turn off for providers that refuse it)"),
-        Option("image_format", str, "png", "how reference images are encoded for upload",
-               choices=("png", "jpeg", "webp")),
+        *upload_options("png", what="reference images that are not PNG, JPEG or WebP files are re-encoded",
+                        prefix="image"),
         Option("stream", bool, False, "stream answers as server-sent events (some providers only return "
                "images when streaming)", cache=False),
-        BATCH_OPTION,
         Option("extra_body", dict, None, "extra JSON fields sent as they are (e.g. OpenRouter "
                '`{"image_config": {"aspect_ratio": "16:9"}}`)'),
     )
@@ -63,18 +62,17 @@ class OpenAIChatImageServing(ImageHTTPServing):
 
     def _calls(self, request: ImageRequest | EditRequest, images: list[Any]) -> list[Any]:
         """One API call per requested image (chat image models make one per answer), each its own
-        engine request; the reference images are encoded once for all of them."""
+        engine request; the reference images are prepared once for all of them (and once per file
+        for the whole step)."""
         if getattr(request, "mask", None) is not None:
             return [self._refuse_mask]
-        encoded: dict[str, list[str]] = {}
+        uploads = [self.uploads.submit(image) for image in images]  # started now, off the event loop
 
         async def messages() -> list[dict[str, Any]]:
-            if "urls" not in encoded:
-                # In a worker thread when a slot is free (PIL releases the GIL while it encodes),
-                # so the event loop thread keeps doing network I/O.
-                encoded["urls"] = await asyncio.to_thread(self._encode, images) if images else []
             parts: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
-            parts += [{"type": "image_url", "image_url": {"url": url}} for url in encoded["urls"]]
+            for upload in uploads:
+                url = (await asyncio.wrap_future(upload)).data_url()
+                parts.append({"type": "image_url", "image_url": {"url": url}})
             msgs: list[dict[str, Any]] = []
             if self.config.get("system_prompt"):
                 msgs.append({"role": "system", "content": self.config["system_prompt"]})
@@ -87,8 +85,11 @@ class OpenAIChatImageServing(ImageHTTPServing):
 
         return [call(seed) for seed in (request.seeds or [None])]
 
-    def _encode(self, images: list[Any]) -> list[str]:
-        return [image_data_url(im, self.config["image_format"]) for im in images]
+    def upload_rule(self) -> UploadRule:
+        # Chat image models take PNG, JPEG and WebP files as they are; others are re-encoded in
+        # --image-format.
+        return UploadRule(formats=frozenset({"PNG", "JPEG", "WEBP"}), encoding=self.config["image_format"],
+                          quality=int(self.config["image_quality"]), data_url=True)
 
     async def _one(self, messages: list[dict[str, Any]], request: Any, seed: int | None,
                    n_refs: int) -> GeneratedImage:

@@ -7,11 +7,13 @@ import logging
 from typing import Any
 
 from pixmill.http import RequestError, TransientError, http_options
-from pixmill.http.media import decode_base64, encode_image
+from pixmill.http.media import decode_base64
+from pixmill.http.uploads import UploadRule, encode
+from pixmill.image_files import pixels
 from pixmill.options import Option
 from pixmill.serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest, ImagesOrError
 
-from .base import BATCH_OPTION, ImageHTTPServing
+from .base import ImageHTTPServing
 
 log = logging.getLogger("pixmill.openai")
 
@@ -49,7 +51,6 @@ class OpenAIImagesServing(ImageHTTPServing):
                choices=("high", "low")),
         Option("response_format", str, None, "b64_json or url (DALL-E only; default b64_json); "
                "gpt-image models always answer b64_json", choices=("b64_json", "url")),
-        BATCH_OPTION,
         Option("extra_body", dict, None, "extra JSON fields sent as they are (a provider's own parameters)"),
     )
 
@@ -58,6 +59,9 @@ class OpenAIImagesServing(ImageHTTPServing):
         return self._run(self._generate, requests)
 
     def edit(self, requests: list[EditRequest]) -> list[ImagesOrError]:
+        for request in requests:  # start every upload of the batch before waiting for the first
+            for image in request.images:
+                self.uploads.submit(image)
         return self._run(self._edit, requests)
 
     def _run(self, method: Any, requests: list[Any]) -> list[ImagesOrError]:
@@ -71,7 +75,14 @@ class OpenAIImagesServing(ImageHTTPServing):
     def _factory(method: Any, request: Any, n: int) -> Any:
         return lambda: method(request, n)
 
-    def _uploads(self, request: EditRequest) -> tuple[list[tuple[str, bytes, str]], Any]:
+    def upload_rule(self) -> UploadRule:
+        # gpt-image models take PNG, JPEG and WebP files; DALL-E 2 only PNG. Other files (and
+        # palette or CMYK images) are re-encoded as PNG, which every model takes.
+        dalle = str(self.config["model"]).startswith("dall-e")
+        return UploadRule(formats=frozenset({"PNG"} if dalle else {"PNG", "JPEG", "WEBP"}),
+                          modes=frozenset({"RGB", "RGBA", "L", "LA"}))
+
+    def _check_edit(self, request: EditRequest) -> None:
         model = str(self.config["model"])
         if not request.images:
             raise RequestError("an edit needs at least one input image")
@@ -80,10 +91,19 @@ class OpenAIImagesServing(ImageHTTPServing):
                                "(use gpt-image-1 for several reference images)")
         if model.startswith("dall-e-3"):
             raise RequestError("dall-e-3 cannot edit images (use gpt-image-1 or dall-e-2)")
-        files = [(f"image_{i}.png", encode_image(_upload_mode(im)), "image/png") for i, im in enumerate(request.images)]
+
+    async def _files(self, request: EditRequest) -> tuple[list[tuple[str, bytes, str]], Any]:
+        """The multipart files of an edit: each image as uploaded (prepared once per file, see
+        :meth:`upload_rule`), and the mask converted to the API's convention."""
+        files = []
+        for i, image in enumerate(request.images):
+            upload = await asyncio.wrap_future(self.uploads.submit(image))
+            files.append((f"image_{i}{upload.suffix}", upload.data, upload.mime))
         mask = None
         if request.mask is not None:
-            mask = ("mask.png", encode_image(to_api_mask(request.mask, request.images[0].size)), "image/png")
+            size = request.images[0].size
+            data = await asyncio.to_thread(lambda: encode(to_api_mask(pixels(request.mask), size))[0])
+            mask = ("mask.png", data, "image/png")
         return files, mask
 
     # -- one request --------------------------------------------------------------------------
@@ -110,10 +130,10 @@ class OpenAIImagesServing(ImageHTTPServing):
         return await self._collect(response, request.prompt, params, n)
 
     async def _edit(self, request: EditRequest, n: int) -> list[GeneratedImage]:
-        # Encoded when a request slot is free, in a worker thread (PIL releases the GIL while it
-        # encodes): the event loop keeps doing I/O, and nothing is encoded long before it is sent.
-        # A row with an input the model cannot take fails here, before any request.
-        files, mask = await asyncio.to_thread(self._uploads, request)
+        # A row with an input the model cannot take fails here, before any request. The uploads
+        # were started when the batch was built (edit()), off the event loop.
+        self._check_edit(request)
+        files, mask = await self._files(request)
         model = str(self.config["model"])
         params = self._params(request)
         # Several images go as repeated image[] parts, one file each (never a collage).
@@ -149,11 +169,6 @@ class OpenAIImagesServing(ImageHTTPServing):
                                    revised_prompt=getattr(item, "revised_prompt", None), **extra)
             out.append(self.to_image(data, meta))
         return out
-
-
-def _upload_mode(image: Any) -> Any:
-    # The API takes RGB/RGBA/L PNGs; palette or CMYK images are converted so the upload is valid.
-    return image if image.mode in ("RGB", "RGBA", "L", "LA") else image.convert("RGBA")
 
 
 def to_api_mask(mask: Any, size: tuple[int, int]) -> Any:

@@ -47,6 +47,7 @@ class OpenAILLMServing(OpenAICompatibleServing):
 
     def _factory(self, request: ChatRequest) -> Any:
         provenance = {"serving": self.name, "endpoint": redact_url(self.config["base_url"])}
-        params = chat_params(request, self.config["json_mode"])  # images encoded here, not in the loop
+        # Images prepared here, in the batch's thread (or the upload pool), not on the event loop.
+        params = chat_params(request, self.config["json_mode"], uploader=self.uploads)
         body = {**(self.config.get("extra_body") or {}), **request.extra}
         return lambda: send_chat(self.client, self.config["model"], params, body, provenance)

@@ -1,9 +1,11 @@
 """Image resolution bounds shared by every engine (vLLM, transformers, OpenAI-compatible servers).
 
 Qwen2.5-VL sees an image as 14x14 patches merged 2x2, so sides are multiples of 28 and the number
-of visual tokens is (h/28)*(w/28). ``min_pixels``/``max_pixels`` bound that cost. Resizing here, once,
-keeps the three engines showing the model the same pixels for the same row (a server would
-otherwise apply its own defaults), and keeps uploads small.
+of visual tokens is (h/28)*(w/28). ``min_pixels``/``max_pixels`` bound that cost. An image within the
+bounds goes to the model as it is (uploaded byte for byte by the openai engine) and the model's
+processor rounds its sides; one outside them is resized here, once, to fit. Either way the three
+engines show the model the same pixels for the same row (a server would otherwise apply its own
+bounds), and uploads stay small.
 """
 
 from __future__ import annotations
@@ -34,13 +36,26 @@ def fit_size(height: int, width: int, min_pixels: int, max_pixels: int, factor: 
     return h, w
 
 
-def fit_pixels(image: Any, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> Any:
-    """``image`` (PIL, converted to RGB) resized to :func:`fit_size`; returned as is when it fits."""
-    from PIL import Image
+def upload_size(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> tuple[int, int]:
+    """``(height, width)`` the model is given an image at: its own size when its area is within
+    [min_pixels, max_pixels] (the model's processor then rounds the sides to multiples of
+    ``factor``, the same way in every engine and in ``vllm serve``), else :func:`fit_size`."""
+    if height > 0 and width > 0 and max(height, width) / min(height, width) <= MAX_ASPECT \
+            and min_pixels <= height * width <= max_pixels:
+        return height, width
+    return fit_size(height, width, min_pixels, max_pixels, factor)
 
+
+def fit_pixels(image: Any, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> Any:
+    """``image`` (PIL or :class:`~pixmill.image_files.ImageFile`, as RGB) at :func:`upload_size`;
+    returned as it is when it is within the bounds."""
+    from pixmill.http.uploads import resize_image
+    from pixmill.image_files import pixels
+
+    image = pixels(image)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    h, w = fit_size(image.height, image.width, min_pixels, max_pixels, factor)
+    h, w = upload_size(image.height, image.width, min_pixels, max_pixels, factor)
     if (h, w) == (image.height, image.width):
         return image
-    return image.resize((w, h), Image.Resampling.BICUBIC)
+    return resize_image(image, (w, h))

@@ -1,7 +1,8 @@
 """Chat messages for the in-process engines: one place that turns pixmill messages into a prompt
 string plus the row's images, so vLLM and transformers build exactly the same input.
 
-pixmill messages are OpenAI-style; image parts are ``{"type": "image", "image": PIL.Image}``.
+pixmill messages are OpenAI-style; image parts are ``{"type": "image", "image": PIL.Image}`` (or an
+:class:`~pixmill.image_files.ImageFile`, decoded here).
 For a chat template each image part becomes ``{"type": "image"}`` (the template writes
 ``<|vision_start|><|image_pad|><|vision_end|>``), and the images are collected in the same order.
 Every image of every message is kept: a multi-image row shows the model all of its images.
@@ -9,7 +10,6 @@ Every image of every message is kept: a multi-image row shows the model all of i
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from typing import Any
 
@@ -70,28 +70,3 @@ def with_defaults(request: ChatRequest, config: dict[str, Any]) -> ChatRequest:
         max_tokens=request.max_tokens if request.max_tokens is not None else config.get("max_tokens"),
         temperature=request.temperature if request.temperature is not None else config.get("temperature"),
     )
-
-
-def upload_image_parts(messages: list[dict[str, Any]], min_pixels: int, max_pixels: int) -> list[dict[str, Any]]:
-    """The messages with every image part resized to the bounds and encoded as PNG bytes, ready
-    for :func:`pixmill.http.chat.to_openai_messages` (one data-URL part per image).
-
-    PNG stays lossless (a judge of quality must see the real pixels); compression level 1 encodes
-    about six times faster than the default for a somewhat larger upload, which matters more on a
-    local network than the bytes do.
-    """
-    out = []
-    for msg in messages:
-        content = msg.get("content")
-        if isinstance(content, list):
-            content = [{**p, "image": _png(fit_pixels(p["image"], min_pixels, max_pixels))}
-                       if isinstance(p, dict) and p.get("type") == "image" and not isinstance(p.get("image"), (bytes, bytearray))
-                       else p for p in content]
-        out.append({**msg, "content": content})
-    return out
-
-
-def _png(image: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()

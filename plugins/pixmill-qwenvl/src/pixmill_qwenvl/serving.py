@@ -15,16 +15,18 @@ from __future__ import annotations
 import importlib.util
 import re
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pixmill.errors import ConfigError
 from pixmill.http import OpenAICompatibleServing, http_options
+from pixmill.http.uploads import UploadRule, upload_options
 from pixmill.options import Option, key_options
 from pixmill.serving import VISION_CHAT, ChatRequest, ChatResponse
 
-from .images import FACTOR
-from .messages import upload_image_parts, with_defaults
+from .images import FACTOR, upload_size
+from .messages import with_defaults
 
 ENGINES = ("transformers", "vllm", "openai")
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -33,7 +35,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name, not ./x or /a
 # Options that only mean something for some engines: left out of the step key of the others, so
 # that e.g. a --base-url default never splits the cache of an in-process run.
 _ENGINE_ONLY = {
-    "base_url": {"openai"}, "json_mode": {"openai"},
+    "base_url": {"openai"}, "json_mode": {"openai"}, "upload_format": {"openai"}, "upload_quality": {"openai"},
     "dtype": {"transformers", "vllm"}, "top_logprobs": {"transformers", "vllm"},
 }
 
@@ -51,6 +53,8 @@ def _options() -> tuple[Option, ...]:
         *shared,
         Option("min_pixels", int, 4 * FACTOR * FACTOR, "smallest image area sent to the model (upscaled to it)"),
         Option("max_pixels", int, 1280 * FACTOR * FACTOR, "largest image area sent to the model (downscaled to it)"),
+        *upload_options("png", what="images outside the pixel bounds (or not RGB PNG/JPEG/WebP) are resized and "
+                        "re-encoded for upload (openai engine)"),
         Option("temperature", float, 0.0, "sampling temperature when the operator sets none (0: greedy)"),
         Option("top_p", float, 1.0, "nucleus sampling (with temperature > 0)"),
         Option("max_tokens", int, 512, "longest answer when the operator sets none"),
@@ -99,9 +103,14 @@ class QwenVLServing(OpenAICompatibleServing):
 
     @property
     def parallel_batches(self) -> int:  # type: ignore[override]
-        # HTTP: enough batches in flight to fill every request slot; in-process: one batch at a time
-        # (the model already batches on the device, and two generate() calls would fight over it).
+        # HTTP: one batch per request slot; in-process: one batch at a time (the model already
+        # batches on the device, and two generate() calls would fight over it).
         return super().parallel_batches if self.engine_name == "openai" else 1
+
+    def rows_per_batch(self) -> int | None:
+        # HTTP: one row per batch, kept as soon as it is answered; in-process: the operator's
+        # batches (the model runs them as one batch on the device).
+        return super().rows_per_batch() if self.engine_name == "openai" else None
 
     def identity(self) -> dict[str, Any]:
         opts = {k: v for k, v in key_options(self.options, self.config).items()
@@ -159,6 +168,15 @@ class QwenVLServing(OpenAICompatibleServing):
             self.load()
         return self._local.chat(requests)
 
+    def upload_rule(self) -> UploadRule:
+        """PNG, JPEG and WebP files in RGB within the pixel bounds go as they are; anything else is
+        resized to the bounds (the same resize the in-process engines use) and encoded in
+        ``--upload-format``."""
+        cfg = self.config
+        return UploadRule(formats=frozenset({"PNG", "JPEG", "WEBP"}), modes=frozenset({"RGB"}),
+                          size=partial(upload_size, min_pixels=int(cfg["min_pixels"]), max_pixels=int(cfg["max_pixels"])),
+                          encoding=cfg["upload_format"], quality=int(cfg["upload_quality"]), data_url=True)
+
     def _chat_http(self, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
         from pixmill.http.chat import complete_chat, to_openai_messages
 
@@ -166,16 +184,16 @@ class QwenVLServing(OpenAICompatibleServing):
         model, json_mode = cfg["model"], cfg["json_mode"]
         top_p = cfg.get("top_p")
         extra = {"top_p": top_p} if top_p is not None and top_p != 1.0 else None
-        client = self.client
+        client, uploads = self.client, self.uploads
+        for req in requests:  # start every upload of the batch before waiting for the first
+            for image in _images(req.messages):
+                uploads.submit(image)
         out: list[ChatResponse | Exception | None] = [None] * len(requests)
         factories, slots = [], []
         for i, req in enumerate(requests):
             try:
                 req = with_defaults(req, cfg)
-                # Resize and encode here, in the calling worker thread: done inside the request
-                # coroutine it would run on the one shared event loop and serialise every upload.
-                wire = to_openai_messages(upload_image_parts(req.messages, cfg["min_pixels"], cfg["max_pixels"]))
-                req = replace(req, messages=wire)
+                req = replace(req, messages=to_openai_messages(req.messages, uploads))
             except Exception as exc:  # noqa: BLE001 - a bad image fails its row only
                 out[i] = exc
                 continue
@@ -185,3 +203,8 @@ class QwenVLServing(OpenAICompatibleServing):
         for slot, answer in zip(slots, self.run_requests(factories), strict=True):
             out[slot] = answer
         return out  # type: ignore[return-value]
+
+
+def _images(messages: list[dict[str, Any]]) -> list[Any]:
+    return [p["image"] for m in messages if isinstance(m.get("content"), list)
+            for p in m["content"] if isinstance(p, dict) and p.get("type") == "image"]

@@ -1,0 +1,282 @@
+"""Images as uploads: sent as they are when the provider takes them, else prepared once per file.
+
+An :class:`UploadRule` says what a provider takes as it is (file formats, pixel modes, sizes).
+An input image file that passes is uploaded byte for byte: no decode, no resize, no re-encode. One
+that does not (a BMP, a palette PNG, an image outside the model's pixel bounds) is decoded, resized
+and encoded in the rule's format (PNG by default: lossless; JPEG or WebP at ``quality``).
+
+:class:`Uploader` does that work once per file for the rows of a step (a source image shared by
+10,000 edit rows is read once), off the event loop: files sent as they are and small images in the calling thread, large images
+that must be decoded in a process pool sized to the cores (forked on Linux; elsewhere the calling threads do it), so
+decoding, encoding and base64-encoding 1024 px images runs on every core in parallel instead of on
+one core behind the GIL.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..image_files import ImageFile, pixels
+from ..options import Option
+from .media import to_data_url
+
+log = logging.getLogger("pixmill.http")
+
+ENCODINGS = ("png", "jpeg", "webp")
+DEFAULT_QUALITY = 90
+MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif"}
+# Images up to this many pixels are prepared in the calling thread: below it a hop to another
+# process costs more than the work (a 512 px image decodes and encodes in a few milliseconds).
+# Files sent as they are never take the hop (see Uploader.submit).
+INLINE_PIXELS = 512 * 512
+CACHE_BYTES = 256 << 20  # prepared uploads kept for reuse within a step (the oldest go first)
+
+
+@dataclass(frozen=True)
+class UploadRule:
+    """What a provider takes as it is, and how to prepare what it does not.
+
+    - ``formats``: file formats (PIL names) uploaded byte for byte;
+    - ``modes``: file pixel modes taken as they are (``None``: any mode of those formats);
+    - ``size``: ``(height, width) -> (height, width)``, the size the provider should get; an image
+      is taken as it is only when this returns its own size. Must be picklable (a module-level
+      function or a :func:`functools.partial` of one): it runs in worker processes.
+    - ``encoding`` (``png``, ``jpeg``, ``webp``) and ``quality`` (1-100, JPEG and WebP only) for
+      images that must be re-encoded;
+    - ``data_url``: build the ``data:`` URL in the worker too (chat APIs send images that way).
+    """
+
+    formats: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "GIF"})
+    modes: frozenset[str] | None = None
+    size: Callable[[int, int], tuple[int, int]] | None = None
+    encoding: str = "png"
+    quality: int = DEFAULT_QUALITY
+    data_url: bool = False
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"upload encoding {self.encoding!r}: choose one of {', '.join(ENCODINGS)}")
+        if not 1 <= int(self.quality) <= 100:
+            raise ValueError(f"upload quality {self.quality}: choose 1-100")
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` the provider should get."""
+        if self.size is None:
+            return width, height
+        h, w = self.size(height, width)
+        return w, h
+
+    def takes_as_is(self, image: ImageFile) -> bool:
+        return (image.format in self.formats and (self.modes is None or image.file_mode in self.modes)
+                and self.target_size(image.width, image.height) == (image.width, image.height))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image ready to send: its bytes and their MIME type, or (when the rule asked for data URLs)
+    the data URL alone."""
+
+    data: bytes
+    mime: str
+    url: str | None = None
+
+    @property
+    def suffix(self) -> str:
+        return next((s for f, s in SUFFIXES.items() if MIMES[f] == self.mime), ".png")
+
+    def data_url(self) -> str:
+        return self.url or to_data_url(self.data, self.mime)
+
+
+def upload_options(default: str = "png", what: str = "images the provider cannot take as they are are "
+                   "re-encoded", prefix: str = "upload") -> tuple[Option, Option]:
+    """``--<prefix>-format`` and ``--<prefix>-quality``: how images are re-encoded when they must be.
+    Both enter the step key: a lossy format changes the pixels the model sees."""
+    return (
+        Option(f"{prefix}_format", str, default, f"{what}: png (lossless, zlib level 1), jpeg or webp",
+               choices=ENCODINGS),
+        Option(f"{prefix}_quality", int, DEFAULT_QUALITY, f"quality (1-100) of jpeg/webp {prefix}s; png ignores it"),
+    )
+
+
+def prepare_upload(image: Any, rule: UploadRule) -> Upload:
+    """The upload for one image (an :class:`ImageFile` or PIL image), done in this thread."""
+    if isinstance(image, ImageFile) and rule.takes_as_is(image):
+        data, mime = image.read_bytes(), MIMES[image.format]
+    else:
+        try:
+            pil = pixels(image)
+            size = rule.target_size(pil.width, pil.height)
+            if size != (pil.width, pil.height):
+                pil = resize_image(pil, size)
+            data, mime = encode(pil, rule.encoding, rule.quality)
+        except (OSError, ValueError) as exc:
+            where = f"image {image.path}" if isinstance(image, ImageFile) else "an image"
+            raise ValueError(f"{where} cannot be prepared for upload: {exc}") from None
+    if rule.data_url:  # only the URL travels back from a worker process, not the bytes twice
+        return Upload(b"", mime, to_data_url(data, mime))
+    return Upload(data, mime)
+
+
+def resize_image(image: Any, size: tuple[int, int]) -> Any:
+    """``image`` resized to ``(width, height)`` (bicubic): the one resize every engine uses, so the
+    same row gives the same pixels whether the model runs here or behind an API."""
+    from PIL import Image
+
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def encode(image: Any, encoding: str = "png", quality: int = DEFAULT_QUALITY) -> tuple[bytes, str]:
+    """``(bytes, mime)`` of a PIL image in ``encoding``.
+
+    PNG uses zlib level 1: lossless, and several times faster to write than the default level for a
+    somewhat larger file (bytes are cheap next to CPU time on a local network). JPEG (4:2:0) and
+    WebP (method 4) use ``quality``.
+    """
+    buf = io.BytesIO()
+    if encoding == "png":
+        if image.mode not in ("RGB", "RGBA", "L", "LA"):  # what every provider takes in a PNG
+            image = image.convert("RGBA")
+        image.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue(), "image/png"
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    if encoding == "jpeg":
+        image.save(buf, format="JPEG", quality=int(quality))
+        return buf.getvalue(), "image/jpeg"
+    image.save(buf, format="WEBP", quality=int(quality))
+    return buf.getvalue(), "image/webp"
+
+
+class Uploader:
+    """Prepares a serving's uploads: each file once per step (while it stays in the cache), large
+    images in the process pool, small ones and PIL images in the calling thread.
+
+    :meth:`submit` returns a future at once, so a batch can start every upload of its rows before
+    waiting for the first; :meth:`prepare` waits.
+    """
+
+    def __init__(self, rule: UploadRule, cache_bytes: int = CACHE_BYTES):
+        self.rule = rule
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[tuple, Future[Upload]] = OrderedDict()
+        self._bytes = 0  # size of the finished uploads in the cache
+        self._lock = threading.RLock()  # RLock: a future done at once runs its callback inside submit
+        self.prepared = 0  # uploads actually prepared (cache misses): what a test can count
+
+    def submit(self, image: Any) -> Future[Upload]:
+        if not isinstance(image, ImageFile):
+            return _run_here(prepare_upload, image, self.rule)
+        key = image.key
+        with self._lock:
+            fut = self._cache.get(key)
+            if fut is not None:
+                self._cache.move_to_end(key)
+                return fut
+            self.prepared += 1
+            # The pool only for decoding work worth a process hop: a file sent as it is costs a
+            # read and a base64 pass here, less than moving megabytes back from a worker.
+            heavy = image.width * image.height > INLINE_PIXELS and not self.rule.takes_as_is(image)
+            fut = _in_pool(image, self.rule) if heavy else None
+            if fut is None:
+                fut = _run_here(prepare_upload, image, self.rule)
+            self._cache[key] = fut
+            fut.add_done_callback(lambda done, key=key: self._account(key, done))
+        return fut
+
+    def prepare(self, image: Any) -> Upload:
+        return self.submit(image).result()
+
+    def _account(self, key: tuple, fut: Future[Upload]) -> None:
+        """Count a finished upload still in the cache, then drop the oldest beyond the budget."""
+        if fut.exception() is not None:
+            return
+        with self._lock:
+            if self._cache.get(key) is not fut:
+                return
+            self._bytes += _size(fut.result())
+            while self._bytes > self.cache_bytes and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                if old.done() and old.exception() is None:
+                    self._bytes -= _size(old.result())
+
+
+def _size(upload: Upload) -> int:
+    return len(upload.data) + (len(upload.url) if upload.url else 0)
+
+
+def _run_here(fn: Callable[..., Upload], *args: Any) -> Future[Upload]:
+    fut: Future[Upload] = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 - the caller gets it from the future, like a pool's
+        fut.set_exception(exc)
+    return fut
+
+
+def _in_pool(image: ImageFile, rule: UploadRule) -> Future[Upload] | None:
+    global _POOL
+    pool = _pool()
+    if pool is None:
+        return None
+    try:
+        return pool.submit(prepare_upload, image, rule)
+    except BrokenProcessPool:  # a worker died (out of memory?): start a new pool next time
+        log.warning("the upload pool broke; preparing uploads in this process until it restarts")
+        with _pool_lock:
+            _POOL = None
+        return None
+
+
+_pool_lock = threading.Lock()
+_POOL: ProcessPoolExecutor | None = None
+_POOL_PID = 0
+
+
+def _pool() -> ProcessPoolExecutor | None:
+    """The process's upload pool (one worker per core), or ``None`` where it would not help (one
+    core) or could not be made safely (no ``fork``)."""
+    global _POOL, _POOL_PID
+    import multiprocessing
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    with _pool_lock:
+        if _POOL is None or _POOL_PID != os.getpid():
+            # fork, not spawn or forkserver: those import the user's main script again in every
+            # worker (running an unguarded pipeline script twice). The workers only read files and
+            # run PIL, whose locks CPython and glibc reset in a forked child.
+            _POOL = ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("fork"),
+                                        initializer=_exit_with_parent)
+            _POOL_PID = os.getpid()
+            log.debug("upload pool: %d worker processes", cores)
+        return _POOL
+
+
+def _exit_with_parent() -> None:
+    """In a pool worker: exit when the parent process is gone (a kill -9 closes no pipe the worker
+    waits on, since a forked worker holds both ends; without this it would sleep forever)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="pixmill-upload-watch", daemon=True).start()
+
+
+__all__ = ["DEFAULT_QUALITY", "ENCODINGS", "Upload", "UploadRule", "Uploader", "encode", "prepare_upload",
+           "resize_image", "upload_options"]
