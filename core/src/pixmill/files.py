@@ -9,19 +9,25 @@ cleans them when it next opens a step.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from .store import atomic_replace, temp_path
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically (text is written as UTF-8)."""
+def write_atomic(path: Path, data: bytes | str, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (text is written as UTF-8). ``durable=False`` skips the
+    fsyncs, for files that can be made again (thumbnails): still all or nothing, and a failed write
+    (a full disk) leaves no temporary file behind."""
     path = Path(path)
     tmp = temp_path(path)
     try:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        atomic_replace(tmp, path)
+        if durable:
+            atomic_replace(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

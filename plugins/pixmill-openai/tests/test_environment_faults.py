@@ -30,11 +30,15 @@ def small_disk(tmp_path):
 
 
 def _ledger(step: Path) -> tuple[set[str], list]:
+    """Rows the step kept: committed (ledger) or kept between commits (journal, committed first
+    thing on the next run)."""
     done, failed = set(), []
-    for line in (step / "ledger.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        done.update(entry["done"])
-        failed.extend(entry["failed"])
+    for name in ("ledger.jsonl", "journal.jsonl"):
+        path = step / name
+        for line in (path.read_text().splitlines() if path.exists() else []):
+            entry = json.loads(line)
+            done.update(entry["done"])
+            failed.extend(entry["failed"])
     return done, failed
 
 

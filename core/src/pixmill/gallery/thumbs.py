@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from ..files import write_atomic
+
 log = logging.getLogger("pixmill.gallery")
 
 THUMB_SUFFIX = ".jpg"
@@ -73,9 +75,7 @@ def write_sidecar(im, image_path: Path) -> None:  # noqa: ANN001 - a PIL image
     """
     target = sidecar_path(image_path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(thumb_bytes(im, SIDECAR_SIZE))
-    os.replace(tmp, target)
+    write_atomic(target, thumb_bytes(im, SIDECAR_SIZE), durable=False)
 
 
 class Thumbnailer:
@@ -128,10 +128,7 @@ class Thumbnailer:
                     return name, "cached"
             except FileNotFoundError:
                 pass
-            data = self._encode(source)
-            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            write_atomic(target, self._encode(source), durable=False)
             return name, "made"
         except Exception as exc:  # noqa: BLE001 - one unreadable image must not sink the gallery
             log.warning("cannot make a thumbnail of %s (%s): shown as unreadable", source, exc)

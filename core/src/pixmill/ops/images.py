@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from ..fields import (
     first_present,
     meta_field,
 )
+from ..files import write_atomic
 from ..gallery.thumbs import write_sidecar
 from ..image_files import load_image
 from ..operator import Failed, Operator, Outcome
@@ -85,19 +85,18 @@ def save_image(image: GeneratedImage, path: Path) -> None:
     under a name that a row could point to.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     pixels = image.image
     if image.data is None and pixels is None:
         raise ValueError("the serving returned an image with neither pixels nor data")
-    try:
-        if image.data is not None:
-            tmp.write_bytes(image.data)
-        else:
-            pixels.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk must not keep half a file
-        raise
+    if image.data is not None:
+        data = image.data
+    else:
+        buf = io.BytesIO()
+        pixels.save(buf, format="PNG")
+        data = buf.getvalue()
+    # Renamed into place (a killed run never leaves half an image), not fsynced: an fsync per image
+    # would cost more than the power loss it guards against.
+    write_atomic(path, data, durable=False)
     try:
         if pixels is None:
             from PIL import Image
