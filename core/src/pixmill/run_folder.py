@@ -246,30 +246,30 @@ class StepFolder:
         one) are read one after another; only interleaving parts are merged, a few at a time.
         """
         state = state or self.load_state()
-        for group in _interleaving_groups(state):
-            if len(group) == 1:
-                yield from self._read_part(state.parts[group[0]])
-                continue
-            streams = [self._positioned(state.parts[i], state.order[i], k) for k, i in enumerate(group)]
-            for *_key, row in heapq.merge(*streams):
-                yield row
-
-    def _positioned(self, part: str, order: tuple[int, int, list[int] | None] | None, rank: int) -> Iterator[tuple]:
-        first, _last, positions = order or (0, 0, None)
-        pos_iter = iter(positions) if positions is not None else count(first)
-        tie = count()  # keeps rows of one position (an expanding operator's children) in part order
-        for row in self._read_part(part):
-            yield next(pos_iter), rank, next(tie), row
-
-    def _read_part(self, part: str) -> Iterator[dict]:
-        try:
-            yield from self.store.read_part(self.path / part)
+        part = ""
+        try:  # one generator level per row: this is the hot path of every model-free step
+            for group in _interleaving_groups(state):
+                if len(group) == 1:
+                    part = state.parts[group[0]]
+                    yield from self.store.read_part(self.path / part)
+                    continue
+                part = ", ".join(state.parts[i] for i in group)
+                streams = [self._positioned(state.parts[i], state.order[i], k) for k, i in enumerate(group)]
+                for *_key, row in heapq.merge(*streams):
+                    yield row
         except (PixmillError, OSError, ValueError) as exc:
             # A committed part is pixmill's own file: no input option fixes it, a rerun does.
             detail = (exc.message if isinstance(exc, PixmillError) else str(exc)).split("\n")[0][:300]
             raise PixmillError(
                 f"{self.path / part}: this committed part of step {self.name} is damaged ({detail})",
                 "rerun the same `pixmill run` command: the damaged part's rows are recomputed") from None
+
+    def _positioned(self, part: str, order: tuple[int, int, list[int] | None] | None, rank: int) -> Iterator[tuple]:
+        first, _last, positions = order or (0, 0, None)
+        pos_iter = iter(positions) if positions is not None else count(first)
+        tie = count()  # keeps rows of one position (an expanding operator's children) in part order
+        for row in self.store.read_part(self.path / part):
+            yield next(pos_iter), rank, next(tie), row
 
     def write_failed(self, state: StepState) -> None:
         """``failed.jsonl``: the failed rows with their reasons."""
@@ -291,7 +291,7 @@ def _encode_order(positions: Any) -> dict[str, Any]:
     """A ledger entry's record of its rows' positions: a contiguous run as ``span: [first, n]``."""
     positions = list(positions)
     first = positions[0]
-    if positions[-1] - first == len(positions) - 1 and all(b > a for a, b in zip(positions, positions[1:], strict=False)):
+    if positions[-1] - first == len(positions) - 1 and positions == list(range(first, first + len(positions))):
         return {"span": [first, len(positions)]}
     return {"pos": positions}
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from itertools import compress, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from . import __version__, interrupt
 from .context import StepContext
@@ -127,7 +127,7 @@ def _collect(batch: list[dict], positions: list[int], outcomes: list, rows: list
 def _commit_in_order(folder: StepFolder, state: StepState, rows: list[dict], positions: list[int], done: list[str],
                      failed: list[dict], dropped: list[dict]) -> None:
     """Commit results whose batches may have finished out of order: rows sorted by position."""
-    if any(b < a for a, b in zip(positions, positions[1:], strict=False)):
+    if positions != sorted(positions):  # C-speed check; almost always already in order
         order = sorted(range(len(rows)), key=positions.__getitem__)
         rows, positions = [rows[i] for i in order], [positions[i] for i in order]
     folder.commit(state, rows, done, failed, positions=positions or None, dropped=dropped)
@@ -412,11 +412,17 @@ class Runner:
         # Every upstream row has a position (its index in upstream order, done rows included, so
         # positions survive resumes); committed rows carry it, so the output is in upstream order
         # whatever order batches finish in.
-        pos_of: dict[int, list[int]] = {}  # id(batch) -> positions of its rows, while in flight
+        pos_of: dict[int, Sequence[int]] = {}  # id(batch) -> positions of its rows, while in flight
 
         def batches() -> Iterator[list[dict]]:
-            numbered = enumerate(upstream)
-            todo = ((p, r) for p, r in numbered if r[ID_KEY] not in skip) if skip else numbered
+            if not skip:  # a fresh step: positions are a plain count
+                start = 0
+                while batch := list(islice(upstream, op.batch_size)):
+                    pos_of[id(batch)] = range(start, start + len(batch))
+                    start += len(batch)
+                    yield batch
+                return
+            todo = ((p, r) for p, r in enumerate(upstream) if r[ID_KEY] not in skip)
             while chunk := list(islice(todo, op.batch_size)):
                 batch = [r for _, r in chunk]
                 pos_of[id(batch)] = [p for p, _ in chunk]
