@@ -32,7 +32,7 @@ def test_flux_serving_and_operator_batch_by_the_rule(models):
     assert GenerateImages(serving=small, images_per_prompt=2).batch_size == 4
     assert FluxServing(model=str(models["flux"]), devices="cpu").images_per_call() == 1  # 1024x1024 default
     assert FluxServing(model=str(models["flux"]), devices="cpu", width=64, height=64,
-                       batch_size=3).images_per_call() == 3  # the user's choice wins
+                       images_per_call=3).images_per_call() == 3  # the user's choice wins
 
 
 def _flux(models, **options):

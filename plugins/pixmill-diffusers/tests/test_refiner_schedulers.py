@@ -29,7 +29,7 @@ def test_refiner_finishes_the_base_latents_in_one_call_each(sdxl):
     from pixmill_diffusers.auto import AutoDiffusersServing
 
     serving = AutoDiffusersServing(model=str(sdxl["sdxl-base"]), refiner=str(sdxl["sdxl-refiner"]),
-                                   denoising_split=0.8, steps=10, width=64, height=64, devices="cpu", batch_size=2)
+                                   denoising_split=0.8, steps=10, width=64, height=64, devices="cpu", images_per_call=2)
     serving.check()
     serving.load()
     assert serving._refiner.vae is serving.pipe.vae  # shared, not loaded twice

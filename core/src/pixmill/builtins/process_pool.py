@@ -27,7 +27,7 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from typing import Any, Iterable, Iterator
 
-from ..errors import PixmillError
+from ..errors import EnvironmentFault, PixmillError
 from ..executor import Batch, StepTask, _reason, run_batch
 from ..operator import Failed, Outcome
 
@@ -37,7 +37,7 @@ PREFETCH = 1  # batches queued in a worker beyond the one it runs
 MAX_RESTARTS = 3  # replacement workers per device after deaths
 JOIN_SECONDS = 60.0
 
-_READY, _LOAD_FAILED, _STARTED, _DONE = "ready", "load-failed", "started", "done"
+_READY, _LOAD_FAILED, _STARTED, _DONE, _FAULT = "ready", "load-failed", "started", "done", "fault"
 
 
 # -- the worker side ------------------------------------------------------------------------------
@@ -62,6 +62,9 @@ def pin_device(device: str, cpu_threads: int | None = None) -> str:
 
 def _worker_main(wid: int, device: str, spec_blob: bytes, inbox: Any, conn: Connection, log_level: int,
                  cpu_threads: int | None) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides what stops (see pixmill.interrupt),
+    # and stops a worker by killing it once the grace period is over.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     local_device = pin_device(device, cpu_threads)
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{device}#{wid}] %(name)s: %(message)s")
     try:
@@ -87,7 +90,12 @@ def _worker_main(wid: int, device: str, spec_blob: bytes, inbox: Any, conn: Conn
                 break
             bid, rows = item
             conn.send((_STARTED, wid, bid, None))
-            conn.send((_DONE, wid, bid, run_batch(op, rows, ctx)))
+            try:
+                outcomes = run_batch(op, rows, ctx)
+            except EnvironmentFault as exc:  # disk full, memory...: the parent stops the step
+                conn.send((_FAULT, wid, bid, str(exc)))
+                break
+            conn.send((_DONE, wid, bid, outcomes))
     finally:
         if op.serving is not None:
             op.serving.unload()
@@ -212,6 +220,8 @@ class DevicePool:
                         continue
                     elif kind == _STARTED:
                         w.running = bid
+                    elif kind == _FAULT:
+                        raise EnvironmentFault(payload)  # not the rows' fault: no failure is recorded
                     elif kind == _DONE:
                         w.assigned.remove(bid)
                         w.running = None

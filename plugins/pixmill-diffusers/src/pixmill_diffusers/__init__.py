@@ -5,8 +5,9 @@
 - ``diffusers``: any other diffusers text-to-image, image-to-image or inpainting pipeline, and the
   SD x4 upscaler (``upscale-images``)
 - ``esrgan``: GAN upscalers (Real-ESRGAN, ESRGAN...) from a weights file, through spandrel
+- ``control-image``: an operator that makes ControlNet control images (canny edges, OpenCV)
 - ``pixmill diffusers make-tiny DIR --kind KIND``: a tiny random-weight pipeline (or upscaler file)
-  for smoke tests
+  for smoke tests (``--kind controlnet|lora|ip-adapter --base DIR``: an add-on for one)
 
 torch and diffusers are imported only when a serving loads, so ``pixmill --help`` stays fast.
 """
@@ -29,6 +30,13 @@ def register_servings(register):
     register(FluxKontextServing)
     register(AutoDiffusersServing)
     register(EsrganServing)
+
+
+@hookimpl
+def register_operators(register):
+    from .control_image import ControlImage
+
+    register(ControlImage)
 
 
 @hookimpl

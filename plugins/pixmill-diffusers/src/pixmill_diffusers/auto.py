@@ -12,8 +12,9 @@ from pixmill.serving import IMAGE_EDIT, TEXT_TO_IMAGE, UPSCALE, EditRequest, Ima
 
 from .base import DiffusersServing, Job
 from .checkpoint import UPSCALER_CLASSES, pipeline_class_name
+from .conditioning import ConditionedServing
 from .model_path import resolve_model
-from .options import COMMON_OPTIONS
+from .options import COMMON_OPTIONS, CONTROLNET_OPTIONS, IP_ADAPTER_OPTIONS
 from .refiner import REFINER_OPTIONS, check_refiner, denoising_split, load_refiner, run_with_refiner
 from .schedulers import checkpoint_scheduler_class, scheduler_class, scheduler_options
 from .sd_upscale import UPSCALE_OPTIONS, UpscaleMixin
@@ -22,11 +23,12 @@ _AUTO = {"text2img": "AutoPipelineForText2Image", "img2img": "AutoPipelineForIma
          "inpaint": "AutoPipelineForInpainting"}
 
 
-class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
+class AutoDiffusersServing(UpscaleMixin, ConditionedServing, DiffusersServing):
     """Any diffusers checkpoint, loaded once with its own pipeline class; text-to-image, image-to-
     image (``edit-images`` without a mask) and inpainting (with ``--mask-key``) share its weights
-    through ``AutoPipeline*.from_pipe``. An SD x4 upscaler checkpoint serves ``upscale-images``
-    instead. Options: docs/servings/diffusers.md."""
+    through ``AutoPipeline*.from_pipe``. With ``--controlnet`` the loaded pipeline becomes its
+    ControlNet variant (and so do the derived ones); ``--ip-adapter`` adds image prompts. An SD x4
+    upscaler checkpoint serves ``upscale-images`` instead. Options: docs/servings/diffusers.md."""
 
     name = "diffusers"
     description = ("any diffusers pipeline (SD 1.5, SDXL, SD3...): text-to-image, image-to-image, inpainting; "
@@ -43,6 +45,11 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
                "e.g. use_karras_sigmas=true, algorithm_type=dpmsolver++, timestep_spacing=trailing"),
         *REFINER_OPTIONS,
         *UPSCALE_OPTIONS,
+        Option("safety_checker", bool, False, "keep the checkpoint's safety checker (SD 1.x/2.x) and record its "
+               "verdict per image as nsfw_detected in the provenance (flagged images come back black); "
+               "default: not loaded"),
+        *CONTROLNET_OPTIONS,
+        *IP_ADAPTER_OPTIONS,
     )
 
     def __init__(self, **options: Any):
@@ -79,6 +86,7 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
                 cls = None  # a hub id still to download: checked when it loads
         if cls is not None:
             scheduler_options(cls, self.config.get("scheduler_opt"))
+        self.check_conditioning()
 
     def _scheduler_class(self) -> Any:
         return scheduler_class(self.config.get("scheduler"))
@@ -88,11 +96,39 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
         return "unet" if getattr(self._pipe, "unet", None) is not None else "transformer"
 
     def load_pipeline(self, where: str, **kwargs: Any) -> Any:
-        from diffusers import DiffusionPipeline
+        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
-        return DiffusionPipeline.from_pretrained(where, **kwargs)
+        index = DiffusionPipeline.load_config(where, **{k: v for k, v in kwargs.items()
+                                                       if k in ("revision", "cache_dir")})
+        has_checker = (index.get("safety_checker") or [None])[0] is not None
+        if self.config["safety_checker"] and not has_checker:
+            raise ConfigError(f"--safety-checker: {self.config['model']} has no safety checker",
+                              "drop --safety-checker, or filter images with detect-nsfw (pixmill-safety)")
+        if has_checker and not self.config["safety_checker"]:
+            kwargs.update(safety_checker=None, requires_safety_checker=False)  # never loaded: saves memory
+        pipe = DiffusionPipeline.from_pretrained(where, **kwargs)
+        if self.controlnets:
+            # The ControlNet variant of the checkpoint's pipeline; the task pipelines derived from it
+            # (image-to-image, inpainting) are ControlNet pipelines too.
+            nets = self.controlnets.load(torch_dtype=kwargs["torch_dtype"])
+            pipe = AutoPipelineForText2Image.from_pipe(pipe, controlnet=nets)
+        return pipe
+
+    def _call(self, group: tuple, chunk: list) -> list[Any]:
+        self._verdicts: list[Any] | None = None
+        images = super()._call(group, chunk)
+        if self.config["safety_checker"]:
+            verdicts = self._verdicts or [None] * len(chunk)
+            for job, flagged in zip(chunk, verdicts, strict=True):
+                # A fresh dict: the jobs of one request share their params dict.
+                job.params = {**job.params, "nsfw_detected": None if flagged is None else bool(flagged)}
+        return images
 
     def configure(self, pipe: Any) -> None:
+        self._configure_scheduler(pipe)
+        self.ip_adapter.load_into(pipe, flux=type(pipe).__name__.startswith("Flux"))
+
+    def _configure_scheduler(self, pipe: Any) -> None:
         cls = self._scheduler_class() or type(pipe.scheduler)
         settings = scheduler_options(cls, self.config.get("scheduler_opt"))
         if self.config.get("scheduler") or settings:
@@ -102,7 +138,7 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
         super().load()
         if self.config.get("refiner"):
             refiner = load_refiner(self._pipe, self.config, self._pipe.dtype)
-            self.configure(refiner)  # the same scheduler and settings on both sides of the split
+            self._configure_scheduler(refiner)  # the same scheduler and settings on both sides of the split
             self._place(refiner, self._device or "cpu")
             self._refiner = refiner
 
@@ -129,8 +165,11 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
     def run_pipeline(self, group: tuple, kwargs: dict[str, Any]) -> Any:
         task = dict(group)["@task"]
         if task == "text2img" and self._refiner is not None:
-            return run_with_refiner(self.task_pipe(task), self._refiner, kwargs, denoising_split(self.config))
-        return self.task_pipe(task)(**kwargs)
+            output = run_with_refiner(self.task_pipe(task), self._refiner, kwargs, denoising_split(self.config))
+        else:
+            output = self.task_pipe(task)(**kwargs)
+        self._verdicts = getattr(output, "nsfw_content_detected", None)
+        return output
 
     def text_limit(self) -> tuple[Any, int] | None:
         pipe = self.pipe
@@ -189,16 +228,17 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
         jobs: list[Any] = []
         for r, req in enumerate(requests):
             try:
-                prompt, cut, width, height = self.prepare(req.prompt, req.width, req.height)
+                prompt, cut, width, height = self.prepare(req.prompt, *self.sized_for_control(req))
+                cond = self.conditioning(req, self.task_pipe("text2img"))
             except Exception as exc:  # noqa: BLE001 - this request fails alone
                 jobs.append((r, exc))
                 continue
             negative = req.negative_prompt or self.config.get("negative_prompt")
             group = (("@task", "text2img"), ("@negative", bool(negative)), *shared.items(),
-                     ("height", height), ("width", width))
-            params = self._params("text2img", shared, prompt, cut, negative)
-            jobs += [Job(r, k, seed, group, self._job_inputs(prompt, negative), params)
-                     for k, seed in enumerate(req.seeds)]
+                     ("height", height), ("width", width), *cond.group)
+            params = {**self._params("text2img", shared, prompt, cut, negative), **cond.params}
+            jobs += [Job(r, k, seed, group, {**self._job_inputs(prompt, negative), **cond.inputs}, params,
+                         cond.shared) for k, seed in enumerate(req.seeds)]
         return self.run_jobs(jobs, len(requests), [len(r.seeds) for r in requests])
 
     def edit(self, requests: list[EditRequest]) -> list[ImagesOrError]:
@@ -217,13 +257,14 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
                 image = req.images[0]
                 width, height = self.sized(req.width or self.config.get("width") or image.width,
                                            req.height or self.config.get("height") or image.height)
+                cond = self.conditioning(req, self.task_pipe(task))
             except Exception as exc:  # noqa: BLE001 - this request fails alone
                 jobs.append((r, exc))
                 continue
             if image.size != (width, height):
                 image = image.resize((width, height), Image.LANCZOS)
             inputs = {**self._job_inputs(prompt, req.negative_prompt or self.config.get("negative_prompt")),
-                      "image": image}
+                      "image": image, **cond.inputs}
             size: tuple = ()
             if task == "inpaint":
                 inputs["mask_image"] = req.mask.convert("L").resize((width, height), Image.NEAREST)
@@ -232,7 +273,8 @@ class AutoDiffusersServing(UpscaleMixin, DiffusersServing):
             negative = inputs.get("negative_prompt")
             # img2img takes its size from the image, so its group keys on the size without passing it.
             group = (("@task", task), ("@negative", bool(negative)), ("@size", (width, height)),
-                     *shared.items(), *size)
-            params = {**self._params(task, shared, prompt, cut, negative), "input_size": list(req.images[0].size)}
-            jobs += [Job(r, k, seed, group, inputs, params) for k, seed in enumerate(req.seeds)]
+                     *shared.items(), *size, *cond.group)
+            params = {**self._params(task, shared, prompt, cut, negative), "input_size": list(req.images[0].size),
+                      **cond.params}
+            jobs += [Job(r, k, seed, group, inputs, params, cond.shared) for k, seed in enumerate(req.seeds)]
         return self.run_jobs(jobs, len(requests), [len(r.seeds) for r in requests])

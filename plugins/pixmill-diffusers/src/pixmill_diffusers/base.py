@@ -40,6 +40,8 @@ class Job:
     group: tuple
     inputs: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
+    # Call arguments the same for every job of a group (the group keys on them): passed once.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_devices(spec: str | None) -> list[str]:
@@ -106,11 +108,11 @@ class DiffusersServing(Serving):
         return parse_devices(self.config.get("devices"))
 
     def images_per_call(self) -> int | None:
-        """``batch_size`` when given, else the rule of :mod:`pixmill_diffusers.batching` for this
+        """``images_per_call`` when given, else the rule of :mod:`pixmill_diffusers.batching` for this
         model, size and device (the same in the main process, which cuts the batches, and in the
         worker that runs them)."""
-        if self.config.get("batch_size"):
-            return int(self.config["batch_size"])
+        if self.config.get("images_per_call"):
+            return int(self.config["images_per_call"])
         if self._auto_per_call is None:
             self._auto_per_call = self._pick_images_per_call()
         return self._auto_per_call
@@ -132,7 +134,7 @@ class DiffusersServing(Serving):
         memory = gpu_memory(device) if device.startswith("cuda") else None
         offload = bool(self.config.get("cpu_offload") or self.config.get("sequential_offload"))
         n = images_per_call(device, pixels, weights, memory, offload)
-        log.info("%s: %d image(s) per pipeline call on %s (set --batch-size to choose)", self.name, n, device)
+        log.info("%s: %d image(s) per pipeline call on %s (set --images-per-call to choose)", self.name, n, device)
         return n
 
     def images_per_prompt(self) -> int | None:
@@ -353,6 +355,8 @@ class DiffusersServing(Serving):
         kwargs = self.call_kwargs(group)
         for name in chunk[0].inputs:
             kwargs[name] = [job.inputs[name] for job in chunk]
+        kwargs.update(chunk[0].shared)
+        kwargs = self.prepare_call(group, kwargs)
         # One CPU generator per image: the same seed gives the same noise on any device and in
         # any batch, so batching never changes the pixels of an image.
         kwargs["generator"] = [torch.Generator("cpu").manual_seed(job.seed) for job in chunk]
@@ -365,6 +369,10 @@ class DiffusersServing(Serving):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise
+
+    def prepare_call(self, group: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Last touch to a call's arguments once the jobs' inputs are gathered (subclasses)."""
+        return kwargs
 
     def run_pipeline(self, group: tuple, kwargs: dict[str, Any]) -> Any:
         return self.pipe(**kwargs)

@@ -1,4 +1,4 @@
-"""How many images one pipeline call makes when the user does not say (``batch_size`` unset).
+"""How many images one pipeline call makes when the user does not say (``images_per_call`` unset).
 
 The rule, by device (documented in docs/gpus.md, "Images per call"):
 

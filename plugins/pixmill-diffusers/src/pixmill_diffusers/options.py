@@ -17,7 +17,7 @@ MODEL_OPTIONS = (
 RUN_OPTIONS = (
     Option("dtype", str, "bf16", "weights and compute dtype (auto = bf16 on GPUs; the CPU always uses fp32)",
            choices=DTYPES),
-    Option("batch_size", int, None, "images per pipeline call (default: picked from the model and device, see "
+    Option("images_per_call", int, None, "images per pipeline call (default: picked from the model and device, see "
            "docs/gpus.md)", cache=False),
     Option("num_images_per_prompt", int, None, "images per prompt when the operator does not say (default 1)"),
     Option("height", int, None, "image height in pixels, rounded to what the model accepts (default: the model's)"),
@@ -62,4 +62,23 @@ SPEED_OPTIONS = (
     Option("first_block_cache", float, None, "reuse the transformer's output across steps while its first "
            "block changes less than this relative amount (diffusers' First Block Cache; e.g. 0.08: faster, "
            "slightly different images)"),
+)
+
+# ControlNet and IP-Adapter: the models are the serving's; the row fields that feed them
+# (--control-key, --reference-key) are the image operators'.
+CONTROLNET_OPTIONS = (
+    Option("controlnet", list, None, "ControlNet model(s): hub ids or local folders; several (repeat the flag "
+           "or a comma list) run together, one control image each"),
+    Option("controlnet_scale", list, None, "ControlNet strength: one value for all, or one per --controlnet "
+           "(default 1.0)"),
+)
+
+IP_ADAPTER_OPTIONS = (
+    Option("ip_adapter", str, None, "IP-Adapter weights: a hub repo (h94/IP-Adapter), a local folder or a "
+           "weights file; the reference images come from the operator's --reference-key"),
+    Option("ip_adapter_weight_name", str, None, "weights file inside --ip-adapter, with its subfolder "
+           "(models/ip-adapter_sd15.safetensors)"),
+    Option("ip_adapter_scale", float, 1.0, "IP-Adapter strength (0 = no effect)"),
+    Option("ip_adapter_image_encoder", str, None, "CLIP image encoder: a hub id or folder (default: the "
+           "image_encoder folder next to the weights)"),
 )
