@@ -128,6 +128,8 @@ def test_esrgan_resumes_after_kill_9(tmp_path, up_models, h):
     def committed() -> list[dict]:
         from pixmill import Run
 
+        if not (out / "manifest.json").exists():
+            return []  # the run has not started writing yet
         steps = Run(out).steps
         return list(steps[1].rows()) if len(steps) > 1 else []  # listed once the step starts
 
