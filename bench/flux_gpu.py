@@ -107,7 +107,7 @@ def pixmill_operator(pipe: Any, size: int, steps: int, device: str, dtype: str, 
     from pixmill_diffusers.flux import FluxServing
 
     serving = FluxServing(model="random-weights/FLUX.1-dev-config", width=size, height=size, steps=steps,
-                          devices=device, batch_size=batch, **speed)
+                          devices=device, images_per_call=batch, **speed)
     serving._pipe, serving._device, serving._dtype_name = pipe, device, dtype  # no weights to load
     pipe.set_progress_bar_config(disable=True)
     serving.speed_up(pipe, device)
