@@ -304,3 +304,20 @@ def test_status_follows_a_step_while_it_runs(tmp_path, work_site):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_copy_of_the_input_killed_half_way_restarts_in_place(tmp_path):
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": f"row {i}"} for i in range(400_000)])
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pixmill", "run", "-q", "-i", str(inp), "-o", str(out), "head", "--n", "5"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = out / "00-input" / "ledger.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (ledger.exists() and ledger.read_text()):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not json.loads((out / "00-input" / "step.json").read_text())["complete"], "killed during the copy"
+    run_cli("run", "-q", "-i", str(inp), "-o", str(out), "head", "--n", "5", check=True)
+    assert not (out / ".stale").exists(), "the unfinished copy restarts in place, no partial copy is retired"
+    assert len(step_rows(out, 0)) == 400_000

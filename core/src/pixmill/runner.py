@@ -257,6 +257,9 @@ class Runner:
         if not cached:
             if state.commits:  # a crash mid-copy: the copy is cheap, start it over
                 state = folder.reset()
+            # The folder says which input it copies before the first part lands, so a killed copy
+            # is found again by its key (and restarted) instead of being retired as unknown.
+            folder.write_info({"name": "input", "index": 0, "key": key, "source": identity, "complete": False})
             rows = self._source_rows(input_path, reader, id_key, skip_bad_lines, folder)
             with relaxed_gc():
                 for chunk in chunked(rows, SOURCE_COMMIT_ROWS):
