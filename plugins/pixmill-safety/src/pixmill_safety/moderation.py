@@ -26,6 +26,11 @@ class OpenAIModerationServing(OpenAICompatibleServing):
         Option("texts_per_request", int, 32, "texts sent in one request", cache=False),
     )
 
+    def rows_per_batch(self) -> int | None:
+        # Several texts share one request (unlike the image and chat servings' one row each), so a
+        # batch carries as many rows as one request takes.
+        return max(1, int(self.config["texts_per_request"] or 1))
+
     def moderate(self, texts: list[str]) -> list[ModerationOrError]:
         size = max(1, int(self.config["texts_per_request"] or 1))
         chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
