@@ -65,6 +65,22 @@ class Executor:
     def map(self, task: StepTask, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[Outcome]]]:
         raise NotImplementedError
 
+    def groups_commits(self, operator: Operator) -> bool:
+        """Whether the runner should group this step's finished batches into about one commit a
+        second instead of one commit per model batch. Executors with many replicas say yes, so a
+        million-row step leaves tens of part files, not hundreds of thousands. Default: no."""
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest entry: name and options, secrets removed."""
+        from .options import public_options
+
+        return {"name": self.name, "options": public_options(self.options, self.config)}
+
+    def close(self) -> None:
+        """Free what the executor holds across steps (a cluster connection); called once when the
+        run ends. Default: nothing."""
+
 
 def run_batch(operator: Operator, rows: Batch, ctx: StepContext) -> list[Outcome]:
     """Process one batch, isolating failures: if the whole batch raises, retry its rows one by one,

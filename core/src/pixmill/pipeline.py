@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .executor import Executor
 from .operator import Operator
 from .plugins import Registry, get_registry
 from .progress import Progress
@@ -62,6 +63,10 @@ class PipelineSpec:
             raise ConfigError(f"pipeline file {path}: unknown key {sorted(unknown)[0]!r}",
                               f"top-level keys are: steps, {', '.join(RUN_KEYS)}")
         steps = [_parse_step(item, path, i) for i, item in enumerate(data["steps"], 1)]
+        if isinstance(data.get("executor"), dict):  # `executor: {name: ray, replicas: 4}`
+            options = dict(data["executor"])
+            data["executor"] = str(options.pop("name", "local"))
+            data["executor_options"] = {**options, **(data.get("executor_options") or {})}
         base = path.resolve().parent
         spec = cls(steps=steps, **{k: data[k] for k in RUN_KEYS if k in data and k not in ("input", "out")})
         if data.get("input"):
@@ -70,8 +75,10 @@ class PipelineSpec:
             spec.out = base / data["out"]
         return spec
 
-    def to_yaml(self, operators: list[Operator] | None = None, relative_to: Path | None = None) -> str:
-        """The pipeline as YAML. With ``operators``, their resolved options (secrets removed)."""
+    def to_yaml(self, operators: list[Operator] | None = None, relative_to: Path | None = None,
+                executor: Executor | None = None) -> str:
+        """The pipeline as YAML. With ``operators`` (and ``executor``), their resolved options
+        (secrets removed)."""
         def rel(p: Path | None) -> str | None:
             if p is None:
                 return None
@@ -98,8 +105,12 @@ class PipelineSpec:
             steps.append({step.operator: opts})
         data: dict[str, Any] = {"input": rel(self.input), "out": ".", "store": self.store,
                                 "executor": self.executor, "seed": self.seed, "steps": steps}
-        if self.executor_options:
-            data["executor_options"] = self.executor_options
+        executor_options = self.executor_options
+        if executor is not None:
+            secret = {o.name for o in executor.options if o.secret}
+            executor_options = {k: v for k, v in executor_options.items() if k.replace("-", "_") not in secret}
+        if executor_options:
+            data["executor_options"] = executor_options
         if self.input is None:
             data.pop("input")
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -183,7 +194,7 @@ def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[S
     reader = input_reader(registry, spec.input)
     with Runner(spec.out, store, executor, seed=spec.seed, retry_failed=spec.retry_failed,
                 progress=progress) as runner:
-        runner.write_pipeline_yaml(spec.to_yaml(operators, relative_to=spec.out))
+        runner.write_pipeline_yaml(spec.to_yaml(operators, relative_to=spec.out, executor=executor))
         runner.run_source(spec.input, skip_bad_lines=spec.skip_bad_lines, id_key=spec.id_key, reader=reader)
         for op in operators:
             runner.run_step(op)

@@ -179,13 +179,16 @@ class Runner:
             "pixmill": __version__,
             "created": old.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             "store": self.store.name,
-            "executor": {"name": self.executor.name, "options": self.executor.config},
+            "executor": self.executor.describe(),
             "seed": self.seed,
         }
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.run.unlock()
+        try:
+            self.executor.close()
+        finally:
+            self.run.unlock()
 
     def _write_manifest(self) -> None:
         self._manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -349,8 +352,9 @@ class Runner:
                  batches: Iterator[list[dict]]) -> None:
         # A batch that took real work (a model call, anything over SLOW_BATCH_SECONDS) is committed at
         # once, so a crash redoes at most the batches in flight; cheap model-free batches are grouped
-        # into a commit a second, so a million-row step writes tens of parts, not thousands.
-        always = op.serving is not None
+        # into a commit a second, so a million-row step writes tens of parts, not thousands. An
+        # executor with many replicas groups model batches the same way.
+        always = op.serving is not None and not self.executor.groups_commits(op)
         rows: list[dict] = []
         done: list[str] = []
         failed: list[dict] = []
