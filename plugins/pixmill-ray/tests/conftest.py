@@ -1,0 +1,83 @@
+"""Ray fixtures: one local Ray per test module (CPU only, a small object store), never `ray stop`
+(it would stop every Ray on the machine). Workers find the test serving through PYTHONPATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+OBJECT_STORE = 256 * 1024 * 1024
+
+
+def worker_env() -> dict[str, Any]:
+    """runtime_env that lets Ray workers import the test serving."""
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    # Fractional CPUs per replica let 2-core CI machines run two replicas and the driver.
+    ray.init(num_cpus=4, object_store_memory=OBJECT_STORE, include_dashboard=False, runtime_env=worker_env(),
+             logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry():
+    from pixmill.plugins import reset_registry
+
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def step_rows(out: Path, index: int = 1) -> list[dict]:
+    folder = sorted(Path(out).glob(f"{index:02d}-*"))[0]
+    return [r for p in sorted(folder.glob("part-*.jsonl")) for r in read_rows(p)]
+
+
+def step_failed(out: Path, index: int = 1) -> dict[str, str]:
+    folder = sorted(Path(out).glob(f"{index:02d}-*"))[0]
+    path = folder / "failed.jsonl"
+    return {f["id"]: f["reason"] for f in read_rows(path)} if path.exists() else {}
+
+
+def pixels(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB").tobytes()
+
+
+@pytest.fixture
+def rt() -> Any:
+    """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(write_rows=write_rows, read_rows=read_rows, step_rows=step_rows, step_failed=step_failed,
+                           pixels=pixels, worker_env=worker_env)

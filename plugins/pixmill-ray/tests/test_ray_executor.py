@@ -1,0 +1,116 @@
+"""The ray executor on a real local Ray (CPU): same rows as the local executor, failure rules,
+lazy input, what stays on the driver. Every test has a timeout; none runs `ray stop`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pixmill import Storage
+from pixmill.context import StepContext
+from pixmill.errors import PixmillError
+from pixmill.executor import StepTask
+from pixmill.ops.images import GenerateImages
+
+pytestmark = pytest.mark.timeout(120)
+
+RAY = {"replicas": 2, "cpus_per_replica": 0.5}
+
+
+def paint(**opts):
+    from ray_paint import RayPaint
+
+    return RayPaint(**opts)
+
+
+def run(tmp_path: Path, rt, rows: list[dict], op, name: str, executor: str = "ray", retry_failed: bool = False,
+        **executor_options) -> tuple[list[dict], dict[str, str], Path, Storage]:
+    inp = rt.write_rows(tmp_path / f"{name}.jsonl", rows)
+    out = tmp_path / name
+    opts = {**RAY, **executor_options} if executor == "ray" else {}
+    with Storage(input=inp, out=out, executor=executor, executor_options=opts, retry_failed=retry_failed) as st:
+        op.run(st.step())
+        executor_obj = st._runner.executor
+    return rt.step_rows(out), rt.step_failed(out), out, executor_obj
+
+
+def test_same_rows_and_pixels_as_the_local_executor_made_by_other_processes(tmp_path, rt, local_ray):
+    rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(10)] + [{"id": "r", "prompt": "refuse"}]
+    op = GenerateImages(serving=paint(delay=0.2), batch_size=2)
+    local, local_failed, out1, _ = run(tmp_path, rt, rows, op, "local", executor="local")
+    remote, remote_failed, out2, ex = run(tmp_path, rt, rows, op, "ray")
+    assert ex.actors_started == 2
+    # Batches finish in any order; the runner records each row with its upstream position.
+    local, remote = (sorted(rs, key=lambda r: r["id"]) for rs in (local, remote))
+    assert [r["id"] for r in remote] == [r["id"] for r in local], "the same rows"
+    assert [r["image"] for r in remote] == [r["image"] for r in local], "the same file names"
+    assert {rt.pixels(out1 / r["image"]) == rt.pixels(out2 / r["image"]) for r in local} == {True}
+    assert remote_failed.keys() == local_failed.keys() == {"r"}
+    pids = {r["image_meta"]["pid"] for r in remote}
+    assert len(pids) == 2 and os.getpid() not in pids, "two replicas, both other processes"
+    manifest = (out2 / "manifest.json").read_text()
+    assert '"name": "ray"' in manifest and "runtime_env" not in manifest
+
+
+def test_a_killed_worker_fails_only_its_batch_and_retry_failed_completes_it(tmp_path, rt, local_ray):
+    rows = [{"id": str(i), "prompt": "boom" if i == 5 else f"prompt {i}"} for i in range(12)]
+    done, failed, out, ex = run(tmp_path, rt, rows, GenerateImages(serving=paint(die_on="boom"), batch_size=2), "kill")
+    assert set(failed) == {"4", "5"}, "only the batch holding the fatal row fails"
+    assert "died while running this batch of 2 rows" in failed["4"]
+    assert len(done) == 10
+    assert ex.actors_started == 3, "a replacement actor started"
+    # die_on is not part of the step key: the same step, now with a healthy serving, retries them.
+    done2, failed2, _, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2), "kill",
+                               retry_failed=True)
+    assert not failed2 and sorted(int(r["id"]) for r in done2) == list(range(12))
+
+
+def test_the_executor_reads_batches_lazily(tmp_path, local_ray):
+    from pixmill_ray.executor import RayExecutor
+
+    (tmp_path / "step").mkdir()
+    ctx = StepContext(run_dir=tmp_path, step_dir=tmp_path / "step", input_dir=tmp_path)
+    read: list[int] = []
+
+    def batches():
+        for i in range(30):
+            read.append(i)
+            yield [{"id": str(i), "prompt": f"p{i}"}]
+
+    ex = RayExecutor(replicas=2, cpus_per_replica=0.5, prefetch=1)
+    stream = ex.map(StepTask(GenerateImages(serving=paint(delay=0.05)), ctx), batches())
+    next(stream)
+    # Two replicas, each running one batch with one more queued, and the one just refilled.
+    assert len(read) <= 2 * (1 + 1) + 1
+    assert len(list(stream)) == 29 and len(read) == 30
+
+
+def test_http_and_model_free_steps_start_no_actors(tmp_path, rt, local_ray):
+    from pixmill import get_serving
+    from pixmill.ops.basic import Filter
+    from pixmill.testing.openai_server import FakeOpenAIServer
+
+    rows = [{"id": str(i), "prompt": f"prompt {i}", "n": i} for i in range(6)]
+    inp = rt.write_rows(tmp_path / "in.jsonl", rows)
+    with FakeOpenAIServer() as server, Storage(input=inp, out=tmp_path / "out", executor="ray",
+                                               executor_options=RAY) as st:
+        Filter(where="n < 4").run(st.step())
+        GenerateImages(serving=get_serving("openai-images", base_url=server.url, api_key="k")).run(st.step())
+        GenerateImages(serving=paint(local=True)).run(st.step())
+        assert st._runner.executor.actors_started == 0
+        made = list(st.rows())
+    assert len(made) == 4 and all(r["image_meta"]["pid"] == os.getpid() for r in made)
+
+
+def test_a_replica_that_cannot_load_stops_the_step_with_the_reason(tmp_path, rt, local_ray):
+    rows = [{"id": "0", "prompt": "p"}]
+    with pytest.raises(PixmillError, match="every worker failed to start: Ray replica 0 .*weights not found"):
+        run(tmp_path, rt, rows, GenerateImages(serving=paint(fail_load=True)), "load")
+
+
+def test_an_actor_ray_cannot_place_fails_naming_the_resources(tmp_path, rt, local_ray):
+    rows = [{"id": "0", "prompt": "p"}]
+    op = GenerateImages(serving=paint(), batch_size=1)
+    with pytest.raises(PixmillError, match="Ray could not place a replica .* asks for 0 GPUs and 64 CPUs"):
+        run(tmp_path, rt, rows, op, "place", replicas=1, cpus_per_replica=64, placement_timeout=2)
