@@ -1,0 +1,71 @@
+"""Tiny FLUX and FLUX-Kontext pipelines (the real diffusers loading code, random weights) on Ray
+replicas: the same rows, file names and pixels as the local executor, with files written straight
+into the run folder (shared) or shipped back to the driver (ship), reference images included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from pixmill_diffusers.tiny import make_tiny
+
+    root = tmp_path_factory.mktemp("models")
+    return {kind: make_tiny(root / kind, kind) for kind in ("flux", "flux-kontext")}
+
+
+def _steps(models, edit: bool) -> list:
+    from pixmill.pipeline import StepSpec
+
+    steps = [StepSpec("generate-images", {"serving": "flux", "model": str(models["flux"]), "width": 32,
+                                          "height": 32, "steps": 2, "devices": "cpu", "batch_size": 2})]
+    if edit:
+        steps.append(StepSpec("edit-images", {"serving": "flux-kontext", "model": str(models["flux-kontext"]),
+                                              "input_key": "prompt", "image_key": "image", "steps": 2,
+                                              "max_area": 32 * 32, "devices": "cpu", "batch_size": 2}))
+    return steps
+
+
+def _run(tmp_path: Path, rt, models, name: str, edit: bool, **executor_options) -> Path:
+    from pixmill.pipeline import PipelineSpec, run_pipeline
+
+    rows = [{"id": str(i), "prompt": f"a small picture number {i}"} for i in range(6)]
+    inp = rt.write_rows(tmp_path / "prompts.jsonl", rows)
+    spec = PipelineSpec(steps=_steps(models, edit), input=inp, out=tmp_path / name,
+                        executor="ray" if executor_options else "local", executor_options=executor_options)
+    results = run_pipeline(spec)
+    assert all(r.failed == 0 for r in results)
+    return tmp_path / name
+
+
+def _same_outputs(rt, a: Path, b: Path, step: int, key: str) -> None:
+    rows_a = sorted(rt.step_rows(a, step), key=lambda r: r["id"])
+    rows_b = sorted(rt.step_rows(b, step), key=lambda r: r["id"])
+    assert [r[key] for r in rows_a] == [r[key] for r in rows_b], "the same rows and file names"
+    for ra in rows_a:
+        assert rt.pixels(a / ra[key]) == rt.pixels(b / ra[key]), f"byte-identical pixels for row {ra['id']}"
+
+
+def test_flux_and_kontext_on_ray_make_the_local_pixels_shared_and_shipped(tmp_path, rt, models, local_ray):
+    import torch
+
+    # CPU float sums depend on the thread count: compare at the one thread a CPU replica gets from
+    # Ray (OMP_NUM_THREADS follows its CPU share), as the device pool's CPU workers also use.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = _run(tmp_path, rt, models, "local", edit=True)
+    finally:
+        torch.set_num_threads(threads)
+    shipped = _run(tmp_path, rt, models, "ship", edit=True, replicas=1, cpus_per_replica=0.5, files="ship")
+    _same_outputs(rt, local, shipped, 1, "image")
+    # The edit step read the generated images through the driver's file server.
+    _same_outputs(rt, local, shipped, 2, "edited_image")
+    assert not list(shipped.glob(".pixmill-ray-*")), "the shared-storage marker is removed"
+    shared = _run(tmp_path, rt, models, "shared", edit=False, replicas=1, cpus_per_replica=0.5, files="shared")
+    _same_outputs(rt, local, shared, 1, "image")
