@@ -25,6 +25,11 @@ def worker_env() -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}}
 
 
+@pytest.fixture(scope="session")
+def ray_env() -> dict[str, Any]:
+    return worker_env()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     import ray
@@ -80,4 +85,4 @@ def rt() -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(write_rows=write_rows, read_rows=read_rows, step_rows=step_rows, step_failed=step_failed,
-                           pixels=pixels, worker_env=worker_env)
+                           pixels=pixels)
