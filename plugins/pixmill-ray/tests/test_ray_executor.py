@@ -114,3 +114,68 @@ def test_an_actor_ray_cannot_place_fails_naming_the_resources(tmp_path, rt, loca
     op = GenerateImages(serving=paint(), batch_size=1)
     with pytest.raises(PixmillError, match="Ray could not place a replica .* asks for 0 GPUs and 64 CPUs"):
         run(tmp_path, rt, rows, op, "place", replicas=1, cpus_per_replica=64, placement_timeout=2)
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {here!r})
+from ray_paint import RayPaint
+from pixmill import Storage
+from pixmill.ops.images import GenerateImages
+
+with Storage(input={inp!r}, out={out!r}, executor="ray",
+             executor_options={{"address": {address!r}, "replicas": 2, "cpus_per_replica": 0.5,
+                               "runtime_env": {env!r}}}) as st:
+    GenerateImages(serving=RayPaint(delay=0.3), batch_size=2).run(st.step())
+"""
+
+
+def _committed(ledger: Path) -> dict[str, int]:
+    import json
+
+    done: dict[str, int] = {}
+    for line in ledger.read_text(encoding="utf-8").splitlines() if ledger.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn last line is not a commit
+        done.update(dict.fromkeys(entry["done"], 1))
+    return done
+
+
+def test_kill_9_of_the_driver_mid_step_then_rerun_gives_the_uninterrupted_output(tmp_path, rt, local_ray, ray_env):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(24)]
+    inp = rt.write_rows(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "killed"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(here=str(Path(__file__).parent), inp=str(inp), out=str(out),
+                                    address=local_ray.get_runtime_context().gcs_address, env=ray_env))
+    ledger = out / "01-generate-images" / "ledger.jsonl"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not _committed(ledger) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = {r["id"]: r["image_meta"]["pid"] for r in rt.step_rows(out) if r["id"] in _committed(ledger)}
+    assert 0 < len(before) < 24, "killed mid-step"
+    rerun = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    resumed = {r["id"]: r for r in rt.step_rows(out)}
+    assert sorted(resumed, key=int) == [str(i) for i in range(24)], "every row exactly once"
+    assert all(resumed[i]["image_meta"]["pid"] == pid for i, pid in before.items()), "committed rows kept"
+    uninterrupted, _, clean, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2), "clean",
+                                     executor="local")
+    for r in uninterrupted:
+        assert resumed[r["id"]]["image"] == r["image"]
+        assert rt.pixels(out / r["image"]) == rt.pixels(clean / r["image"])
