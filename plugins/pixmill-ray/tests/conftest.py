@@ -30,17 +30,32 @@ def ray_env() -> dict[str, Any]:
     return worker_env()
 
 
-@pytest.fixture(scope="module")
+_LOCAL: dict[str, str | None] = {"address": None}
+
+
+@pytest.fixture
 def local_ray():
+    """A local Ray for the tests of every module, started once and reused: starting one costs
+    several seconds. A test module that needs another Ray (a cluster) shuts it down first."""
     import ray
 
-    if ray.is_initialized():
-        ray.shutdown()
-    # Fractional CPUs per replica let 2-core CI machines run two replicas and the driver.
-    ray.init(num_cpus=4, object_store_memory=OBJECT_STORE, include_dashboard=False, runtime_env=worker_env(),
-             logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+    if not (ray.is_initialized() and ray.get_runtime_context().gcs_address == _LOCAL["address"]):
+        if ray.is_initialized():
+            ray.shutdown()
+        # Fractional CPUs per replica let 2-core CI machines run two replicas and the driver.
+        ray.init(num_cpus=4, object_store_memory=OBJECT_STORE, include_dashboard=False, runtime_env=worker_env(),
+                 logging_level="WARNING")
+        _LOCAL["address"] = ray.get_runtime_context().gcs_address
+    return ray
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_ray_at_the_end():
+    yield
+    import sys
+
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,7 @@ def _steps(models, edit: bool) -> list:
 
 
 def _run(tmp_path: Path, rt, models, name: str, edit: bool, **executor_options) -> Path:
+    """Run the pipeline into tmp_path/name; returns the run folder."""
     from pixmill.pipeline import PipelineSpec, run_pipeline
 
     rows = [{"id": str(i), "prompt": f"a small picture number {i}"} for i in range(6)]
@@ -40,6 +41,7 @@ def _run(tmp_path: Path, rt, models, name: str, edit: bool, **executor_options) 
                         executor="ray" if executor_options else "local", executor_options=executor_options)
     results = run_pipeline(spec)
     assert all(r.failed == 0 for r in results)
+    assert results[-1].new_done == 6, "the last step ran (earlier ones may be cached)"
     return tmp_path / name
 
 
@@ -62,10 +64,12 @@ def test_flux_and_kontext_on_ray_make_the_local_pixels_shared_and_shipped(tmp_pa
         local = _run(tmp_path, rt, models, "local", edit=True)
     finally:
         torch.set_num_threads(threads)
-    shipped = _run(tmp_path, rt, models, "ship", edit=True, replicas=1, cpus_per_replica=0.5, files="ship")
-    _same_outputs(rt, local, shipped, 1, "image")
-    # The edit step read the generated images through the driver's file server.
-    _same_outputs(rt, local, shipped, 2, "edited_image")
-    assert not list(shipped.glob(".pixmill-ray-*")), "the shared-storage marker is removed"
-    shared = _run(tmp_path, rt, models, "shared", edit=False, replicas=1, cpus_per_replica=0.5, files="shared")
-    _same_outputs(rt, local, shared, 1, "image")
+    # Executor options never enter a step key: the second run reuses the first one's generate step
+    # (made with files written straight into the run folder) and ships the Kontext edits back, the
+    # generated images reaching the replica through the driver's file server.
+    on_ray = _run(tmp_path, rt, models, "ray", edit=False, replicas=1, cpus_per_replica=0.5, files="shared")
+    _same_outputs(rt, local, on_ray, 1, "image")
+    _run(tmp_path, rt, models, "ray", edit=True, replicas=1, cpus_per_replica=0.5, files="ship")
+    _same_outputs(rt, local, on_ray, 1, "image")
+    _same_outputs(rt, local, on_ray, 2, "edited_image")
+    assert not list(on_ray.glob(".pixmill-ray-*")), "the shared-storage marker is removed"
