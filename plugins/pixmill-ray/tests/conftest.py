@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import read_jsonl, write_jsonl  # tests/helpers.py, on the pytest pythonpath
 
 HERE = Path(__file__).resolve().parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,33 +58,15 @@ def _shutdown_ray_at_the_end():
         sys.modules["ray"].shutdown()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registry():
-    from pixmill.plugins import reset_registry
-
-    reset_registry()
-    yield
-    reset_registry()
-
-
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def step_rows(out: Path, index: int = 1) -> list[dict]:
     folder = sorted(Path(out).glob(f"{index:02d}-*"))[0]
-    return [r for p in sorted(folder.glob("part-*.jsonl")) for r in read_rows(p)]
+    return [r for p in sorted(folder.glob("part-*.jsonl")) for r in read_jsonl(p)]
 
 
 def step_failed(out: Path, index: int = 1) -> dict[str, str]:
     folder = sorted(Path(out).glob(f"{index:02d}-*"))[0]
     path = folder / "failed.jsonl"
-    return {f["id"]: f["reason"] for f in read_rows(path)} if path.exists() else {}
+    return {f["id"]: f["reason"] for f in read_jsonl(path)} if path.exists() else {}
 
 
 def pixels(path: Path) -> bytes:
@@ -99,5 +81,5 @@ def rt() -> Any:
     """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(write_rows=write_rows, read_rows=read_rows, step_rows=step_rows, step_failed=step_failed,
+    return SimpleNamespace(write_rows=write_jsonl, step_rows=step_rows, step_failed=step_failed,
                            pixels=pixels)
