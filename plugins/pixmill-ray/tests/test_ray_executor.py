@@ -39,7 +39,7 @@ def test_same_rows_and_pixels_as_the_local_executor_made_by_other_processes(tmp_
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(10)] + [{"id": "r", "prompt": "refuse"}]
     op = GenerateImages(serving=paint(delay=0.2), batch_size=2)
     local, local_failed, out1, _ = run(tmp_path, rt, rows, op, "local", executor="local")
-    remote, remote_failed, out2, ex = run(tmp_path, rt, rows, op, "ray")
+    remote, remote_failed, out2, ex = run(tmp_path, rt, rows, op, "ray", runtime_env={"env_vars": {"HF_TOKEN": "hf_x"}})
     assert ex.actors_started == 2
     # Batches finish in any order; the runner records each row with its upstream position.
     local, remote = (sorted(rs, key=lambda r: r["id"]) for rs in (local, remote))
@@ -50,7 +50,7 @@ def test_same_rows_and_pixels_as_the_local_executor_made_by_other_processes(tmp_
     pids = {r["image_meta"]["pid"] for r in remote}
     assert len(pids) == 2 and os.getpid() not in pids, "two replicas, both other processes"
     manifest = (out2 / "manifest.json").read_text()
-    assert '"name": "ray"' in manifest and "runtime_env" not in manifest
+    assert '"name": "ray"' in manifest and "runtime_env" not in manifest and "hf_x" not in manifest
 
 
 def test_a_killed_worker_fails_only_its_batch_and_retry_failed_completes_it(tmp_path, rt, local_ray):

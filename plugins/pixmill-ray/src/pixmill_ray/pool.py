@@ -139,7 +139,7 @@ class RayPool:
 
     def _handle(self, book: BatchBook, ref: Any) -> Iterator[tuple[Batch, list[Outcome]]]:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import RayActorError, RayError
 
         if ref not in self.pending:
             return  # a call of an actor already written off
@@ -149,7 +149,10 @@ class RayPool:
         except RayActorError as exc:
             yield from self._actor_failed(book, w, exc)
             return
-        except RayTaskError as exc:  # a BaseException escaped the batch: fail the batch, keep the actor
+        except RayError as exc:
+            # Before loading (a runtime_env that cannot be set up, pixmill missing on the node) the
+            # replica is dropped with the reason; in a batch (a BaseException escaped run_batch) the
+            # batch fails and the actor stays.
             if kind != "run":
                 book.load_failed(w, _first_line(exc))
                 self._kill(w)
