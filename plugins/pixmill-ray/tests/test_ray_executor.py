@@ -117,7 +117,9 @@ def test_an_actor_ray_cannot_place_fails_naming_the_resources(tmp_path, rt, loca
 
 
 DRIVER = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even under a background job
 sys.path.insert(0, {here!r})
 from ray_paint import RayPaint
 from pixmill import Storage
@@ -126,7 +128,7 @@ from pixmill.ops.images import GenerateImages
 with Storage(input={inp!r}, out={out!r}, executor="ray",
              executor_options={{"address": {address!r}, "replicas": 2, "cpus_per_replica": 0.5,
                                "runtime_env": {env!r}}}) as st:
-    GenerateImages(serving=RayPaint(delay=0.3), batch_size=2).run(st.step())
+    GenerateImages(serving=RayPaint(delay={delay}), batch_size=2).run(st.step())
 """
 
 
@@ -154,7 +156,8 @@ def test_kill_9_of_the_driver_mid_step_then_rerun_gives_the_uninterrupted_output
     out = tmp_path / "killed"
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(here=str(Path(__file__).parent), inp=str(inp), out=str(out),
-                                    address=local_ray.get_runtime_context().gcs_address, env=ray_env))
+                                    address=local_ray.get_runtime_context().gcs_address, env=ray_env,
+                                    delay=0.3))
     ledger = out / "01-generate-images" / "ledger.jsonl"
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -179,3 +182,33 @@ def test_kill_9_of_the_driver_mid_step_then_rerun_gives_the_uninterrupted_output
     for r in uninterrupted:
         assert resumed[r["id"]]["image"] == r["image"]
         assert rt.pixels(out / r["image"]) == rt.pixels(clean / r["image"])
+
+
+def test_ctrl_c_starts_no_new_batch_and_commits_what_finishes(tmp_path, rt, local_ray, ray_env):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(40)]
+    inp = rt.write_rows(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "interrupted"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER.format(here=str(Path(__file__).parent), inp=str(inp), out=str(out),
+                                    address=local_ray.get_runtime_context().gcs_address, env=ray_env, delay=1.0))
+    ledger = out / "01-generate-images" / "ledger.jsonl"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not _committed(ledger) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        at_interrupt = len(_committed(ledger))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+    after = len(_committed(ledger))
+    # Two replicas, each with one batch running and one queued (2 rows a batch): nothing beyond.
+    assert at_interrupt <= after <= at_interrupt + 2 * 2 * 2 < 40
