@@ -81,5 +81,5 @@ def rt() -> Any:
     """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(write_rows=write_jsonl, step_rows=step_rows, step_failed=step_failed,
+    return SimpleNamespace(write_rows=write_jsonl, read_rows=read_jsonl, step_rows=step_rows, step_failed=step_failed,
                            pixels=pixels)
