@@ -105,7 +105,7 @@ def test_http_and_model_free_steps_start_no_actors(tmp_path, rt, local_ray):
 
 def test_a_replica_that_cannot_load_stops_the_step_with_the_reason(tmp_path, rt, local_ray):
     rows = [{"id": "0", "prompt": "p"}]
-    with pytest.raises(PixmillError, match="every worker failed to start: Ray replica 0 .*weights not found"):
+    with pytest.raises(PixmillError, match=r"every worker failed to start: Ray replica \d .*weights not found"):
         run(tmp_path, rt, rows, GenerateImages(serving=paint(fail_load=True)), "load")
 
 
