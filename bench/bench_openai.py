@@ -28,6 +28,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pixmill import Run
+
 PY = sys.executable
 PIXMILL = str(Path(PY).with_name("pixmill"))
 
@@ -162,8 +164,7 @@ def main() -> None:
             server.stop()
         faults = Counter(r["fault"] for r in log if r["fault"])
         answered = Counter(r["prompt"] for r in log if r["status"] == 200)
-        rows = [json.loads(line) for p in sorted((work / "fault" / "01-edit-images").glob("part-*"))
-                for line in p.read_text().splitlines()]
+        rows = list(Run(work / "fault").rows(step=1))
         ids = Counter(r["id"] for r in rows)
         fault_ok = (result.done == n and result.failed == 0 and len(answered) == n and set(answered.values()) == {1}
                     and len(ids) == n and set(ids.values()) == {1})
@@ -199,7 +200,7 @@ def main() -> None:
         after = {r["prompt"] for r in log[kill_mark:]}
         repeated = after & {prompt_of[i] for i in before}
         redone = after & {r["prompt"] for r in log[:kill_mark]}
-        final = Counter(json.loads(line)["id"] for p in sorted(step.glob("part-*")) for line in p.read_text().splitlines())
+        final = Counter(r["id"] for r in Run(step.parent).rows(step=1))
         kill_ok = not repeated and len(final) == n and set(final.values()) == {1}
         summary.update(kill_run={"committed_before_kill": len(before), "committed_requested_again": len(repeated),
                                  "in_flight_redone": len(redone), "final_rows": len(final), "ok": kill_ok})

@@ -1,4 +1,5 @@
 """The main demo (`make demo`): text-to-image, then editing of the generated images, then export.
+needs: offline: tiny random-weight FLUX and Kontext models made on the spot (pixmill-diffusers)
 
 It builds tiny random-weight FLUX and FLUX Kontext pipelines offline (no download, no GPU needed),
 then runs one pipeline through the real `pixmill` CLI:
@@ -10,20 +11,21 @@ from_pretrained, seeds, batching, resume, provenance, export), not that it draws
 prints show the one-line change that makes real pictures with FLUX.1-dev.
 
 Run it again and it does no work: every step is cached. Delete demo-run/ to start over.
+It runs from a clone (`make demo`) or from the folder `pixmill init` made (`python demo.py`):
+its data is read beside this file, and demo-run/ is made in the current folder.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "demo-run"
-PROMPTS = REPO / "example_data" / "diffusers" / "prompts.jsonl"
+HERE = Path(__file__).resolve().parent
+DEMO = Path.cwd() / "demo-run"
+PROMPTS = HERE / "diffusers" / "prompts.jsonl"
 
 
 def say(text: str = "") -> None:
@@ -35,7 +37,7 @@ def pixmill(*args: str) -> None:
     cmd = [sys.executable, "-m", "pixmill", *args]
     say("$ pixmill " + " ".join(shlex.quote(a) for a in args))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(cmd, cwd=REPO, env=env)
+    result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
         sys.exit(f"demo: the command above failed (exit code {result.returncode})")
 
@@ -44,6 +46,7 @@ def main() -> None:
     try:
         import diffusers  # noqa: F401
         import pixmill_diffusers  # noqa: F401
+        from pixmill import Run
     except ImportError as exc:
         sys.exit(f"demo: {exc.name} is not installed; run `make demo` (it installs everything into .venv)")
 
@@ -61,9 +64,7 @@ def main() -> None:
         "run", "--input", str(PROMPTS), "--out", str(run), "--seed", "42",
         "generate-images", "--serving", "flux", "--model", str(models / "flux"),
         "--width", "256", "--height", "192", "--steps", "4", "--batch-size", "2", "--max-sequence-length", "64",
-        "--output-key", "image",
         "edit-images", "--serving", "flux-kontext", "--model", str(models / "flux-kontext"),
-        "--input-key", "instruction", "--image-key", "image", "--output-key", "edited",
         "--max-area", str(256 * 192), "--steps", "4", "--batch-size", "2", "--max-sequence-length", "64",
     )
 
@@ -71,17 +72,15 @@ def main() -> None:
     say("\n== 3. export ==")
     pixmill("export", str(run), "--to", str(dataset), "--format", "jsonl")
 
-    last = sorted(p for p in run.iterdir() if p.is_dir() and p.name[:2].isdigit())[-1]
-    rows = [json.loads(line) for part in sorted(last.glob("part-*.jsonl"))
-            for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = list(Run(run).rows())
     example = rows[0] if rows else {}
     say("\n== done ==")
     say(f"generated images: {run / '01-generate-images' / 'images'}")
     say(f"edited images:    {run / '02-edit-images' / 'images'}")
     say(f"dataset:          {dataset}  ({len(rows)} rows, images copied beside the data file)")
     if example:
-        meta = example.get("edited_meta", {})
-        say(f"one row:          {example['id']}: {example['image']} -> {example['edited']} "
+        meta = example["edited_images_meta"][0]
+        say(f"one row:          {example['id']}: {example['images'][0]} -> {example['edited_images'][0]} "
             f"(seed {meta.get('seed')}, {meta.get('width')}x{meta.get('height')})")
     say("")
     say("NOTE: these models are tiny and have RANDOM weights, so every image is noise. That is expected:")

@@ -26,6 +26,13 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def step_rows(run_dir: Path, step: int = -1) -> list[dict]:
+    """The rows of one step of a run, in order, read through :class:`pixmill.Run`."""
+    from pixmill import Run
+
+    return list(Run(run_dir).rows(step=step))
+
+
 def make_plugin(root: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> Path:
     """Install a plugin distribution the way pip lays it out (a module plus a .dist-info folder
     with an entry point in the `pixmill` group) under ``root``; put ``root`` on PYTHONPATH to use it."""

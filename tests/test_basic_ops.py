@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import read_jsonl, write_jsonl
+from helpers import read_jsonl, step_rows, write_jsonl
 from pixmill.errors import ConfigError
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 
@@ -13,8 +13,7 @@ from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 def run(tmp_path: Path, rows: list[dict], *steps: StepSpec, out: str = "run", **kw) -> list[dict]:
     inp = write_jsonl(tmp_path / "in.jsonl", rows)
     results = run_pipeline(PipelineSpec(steps=list(steps), input=inp, out=tmp_path / out, **kw))
-    folder = tmp_path / out / results[-1].folder
-    return [r for p in sorted(folder.glob("part-*")) for r in read_jsonl(p)]
+    return step_rows(tmp_path / out, results[-1].index)
 
 
 def test_template_reads_conversations_nested_fields_and_format_specs(tmp_path):

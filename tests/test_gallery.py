@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from pixmill import Failed, Operator, Option, Storage, get_operator
+from pixmill import Failed, Operator, Option, Run, Storage, get_operator
 from pixmill.gallery import write_gallery
 from pixmill.pipeline import PipelineSpec, run_pipeline
 from pixmill.rows import prompt_text
-from pixmill.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "core" / "src" / "pixmill" / "examples"
@@ -112,7 +111,7 @@ def example_run(tmp_path: Path, example: str, input_file: str, out_key: str, n: 
 
 def expected_statuses(run: Path) -> dict[str, str]:
     """What every row of the run is, from the run folder: the gallery must show exactly these."""
-    steps = RunFolder(run).steps()
+    steps = [s.folder for s in Run(run).steps]
     status = {str(r["id"]): "ok" for r in steps[-1].iter_rows()}
     for step in steps:
         for rid in step.load_state().failed:

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from helpers import step_rows
 from pixmill import get_operator, get_serving
 from pixmill.errors import ConfigError
 from pixmill.ops.prompts import GeneratePrompts, clean_item, normalize, parse_items
@@ -52,9 +53,7 @@ def run(tmp_path, server, rows=None, name="run", **opts):
                                                              "api_key": "sk-test", **opts})],
                         input=input_path, out=tmp_path / name)
     results = run_pipeline(spec)
-    folder = sorted((tmp_path / name).glob("01-*"))[0]
-    out = [json.loads(line) for part in sorted(folder.glob("part-*")) for line in part.read_text().splitlines()]
-    return results[-1], out
+    return results[-1], step_rows(tmp_path / name, 1)
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -90,6 +89,22 @@ def test_ratios_split_by_largest_remainder(server):
     assert op.targets() == {"replace": 6, "add": 2}
     op = get_operator("generate-prompts")(serving=llm(server), ratios={"cats": 1, "dogs": 3}, num_prompts=4)
     assert op.targets() == {"cats": 1, "dogs": 3}
+
+
+@pytest.mark.parametrize("num_prompts, expected", [
+    (10, {"replace": 5, "add": 3, "remove": 2}),
+    (1, {"replace": 1, "add": 0, "remove": 0}),
+    (7, {"replace": 4, "add": 2, "remove": 1}),
+    (100, {"replace": 50, "add": 30, "remove": 20}),
+])
+def test_given_ratios_replace_the_built_in_categories(server, num_prompts, expected):
+    # Every built-in name, but only three of them weighted: the others must not appear.
+    op = get_operator("generate-prompts")(serving=llm(server), kind="instruction", num_prompts=num_prompts,
+                                          ratios={"replace": 0.5, "add": 0.3, "remove": 0.2})
+    assert op.targets() == expected
+    op = get_operator("generate-prompts")(serving=llm(server), kind="instruction", num_prompts=num_prompts,
+                                          ratios={"replace": 0.5, "add": 0.3, "sky": 0.2})
+    assert set(op.targets()) == {"replace", "add", "sky"}, "an unknown name is a new category"
 
 
 def test_bad_category_options_are_clear_errors(server, tmp_path):
@@ -225,8 +240,7 @@ def test_a_later_run_dedupes_against_what_earlier_runs_committed(tmp_path):
                             input=input_path, out=tmp_path / "run", retry_failed=True)
         second = run_pipeline(spec)[-1]
     assert (second.done, second.failed) == (2, 0)
-    folder = sorted((tmp_path / "run").glob("01-*"))[0]
-    out = [json.loads(line) for part in sorted(folder.glob("part-*")) for line in part.read_text().splitlines()]
+    out = step_rows(tmp_path / "run", 1)
     by_parent = {p: [r["prompt"] for r in out if r["id"].startswith(p + "/")] for p in "ab"}
     assert by_parent["a"] == ["a shared first idea", "a shared second idea"]
     assert not set(map(normalize, by_parent["a"])) & set(map(normalize, by_parent["b"]))

@@ -116,7 +116,7 @@ def test_generate_writes_pngs_with_provenance_and_fails_bad_rows_alone(tmp_path:
         {"id": "e", "caption": "no prompt field"},
         {"id": "f", "prompt": "refuse"},
     ]
-    done, failed, out = _run(tmp_path, rows, GenerateImages(serving=PaintServing(), batch_size=4))
+    done, failed, out = _run(tmp_path, rows, GenerateImages(serving=PaintServing(), batch_size=4, output_key="image"))
     by_id = {r["id"]: r for r in done}
     assert set(by_id) == {"a", "b", "c"}
     # One prompt -> one path and one provenance dict; a list of prompts -> lists in prompt order.
@@ -130,7 +130,7 @@ def test_generate_writes_pngs_with_provenance_and_fails_bad_rows_alone(tmp_path:
     assert all("cat" not in p and "subject" not in p for r in done for p in ([r["image"]] if isinstance(r["image"], str) else r["image"]))
     reasons = {f["id"]: f["reason"] for f in failed}
     assert "empty prompt" in reasons["d"]
-    assert "'prompt' is missing" in reasons["e"] and "--input-key" in reasons["e"]
+    assert "prompt, conversations" in reasons["e"] and "--input-key" in reasons["e"]
     assert "refused" in reasons["f"]
 
 
@@ -152,7 +152,7 @@ def test_seeds_derive_from_run_seed_row_and_index(tmp_path: Path):
 def test_serving_default_images_per_prompt_and_encoded_bytes_saved_as_is(tmp_path: Path):
     rows = [{"id": "x", "prompt": "p"}]
     done, _, out = _run(tmp_path, rows, GenerateImages(serving=PaintServing(num_images_per_prompt=3, encoded=True)))
-    paths = done[0]["image"]
+    paths = done[0]["images"]
     assert len(paths) == 3 and all(p.endswith(".jpg") for p in paths)
     assert (out / paths[0]).read_bytes()[:2] == b"\xff\xd8", "JPEG bytes from an API are written unchanged"
 
@@ -170,7 +170,7 @@ def test_edit_images_reads_one_or_several_images_and_fails_missing_ones(tmp_path
         {"id": "none", "instruction": "x", "images": []},
         {"id": "empty", "instruction": "", "images": "in1.png"},
     ]
-    op = EditImages(serving=PaintServing(), mask_key="mask", batch_size=10)
+    op = EditImages(serving=PaintServing(), mask_key="mask", batch_size=10, output_key="edited_image")
     done, failed, out = _run(tmp_path, rows[:1] + rows[2:], op, "plain")
     assert [r["id"] for r in done] == ["one"]
     meta = done[0]["edited_image_meta"]
@@ -198,9 +198,9 @@ def _importable_serving():
 def test_two_cpu_workers_make_the_same_images_as_one_process(tmp_path: Path):
     Paint = _importable_serving()
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(12)]
-    single, _, out1 = _run(tmp_path, rows, GenerateImages(serving=Paint(), batch_size=2), "single")
-    multi, failed, out2 = _run(tmp_path, rows, GenerateImages(serving=Paint(devices="cpu,cpu", delay=0.5), batch_size=2),
-                              "multi")
+    single, _, out1 = _run(tmp_path, rows, GenerateImages(serving=Paint(), batch_size=2, output_key="image"), "single")
+    multi, failed, out2 = _run(tmp_path, rows, GenerateImages(serving=Paint(devices="cpu,cpu", delay=0.5), batch_size=2,
+                                                              output_key="image"), "multi")
     assert not failed and len(multi) == 12
     pids = {r["image_meta"]["pid"] for r in multi}
     assert len(pids) == 2 and os.getpid() not in pids, "both worker processes took batches"
@@ -252,10 +252,9 @@ def test_the_pool_reads_batches_lazily(tmp_path: Path):
 def test_a_dataflow_mm_list_placeholder_stays_a_list(tmp_path: Path):
     rows = [{"id": "a", "conversations": [{"role": "user", "content": "a fox"}], "images": [""]},
             {"id": "b", "conversations": [{"role": "user", "content": "a kite"}]}]
-    done, failed, out = _run(tmp_path, rows, GenerateImages(serving=PaintServing(), input_key="conversations",
-                                                            output_key="images"))
+    done, failed, out = _run(tmp_path, rows, GenerateImages(serving=PaintServing()))  # no key options
     by_id = {r["id"]: r for r in done}
     assert not failed
     assert isinstance(by_id["a"]["images"], list) and len(by_id["a"]["images"]) == 1
     assert (out / by_id["a"]["images"][0]).is_file() and isinstance(by_id["a"]["images_meta"], list)
-    assert isinstance(by_id["b"]["images"], str)
+    assert isinstance(by_id["b"]["images"], list), "images is a list, as in DataFlow-MM, placeholder or not"

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import step_rows
 from PIL import Image
 from pixmill.errors import ConfigError
 from pixmill.ops.judge import Judge, yes_probability
@@ -153,8 +154,7 @@ def _run(tmp_path: Path, rows: list[dict], steps: list[StepSpec], name: str = "r
 
 
 def _rows(out: Path, result) -> list[dict]:
-    folder = out / result.folder
-    return [json.loads(line) for p in sorted(folder.glob("part-*.jsonl")) for line in p.read_text().splitlines() if line]
+    return step_rows(out, result.index)
 
 
 def _failed(out: Path, result) -> dict[str, str]:
@@ -216,8 +216,9 @@ def test_judge_reads_dataflow_mm_conversations_and_fails_bad_rows_alone(tmp_path
     assert [r["id"] for r in _rows(out, results[1])] == ["ok"]
     failed = _failed(out, results[1])
     assert "images/nope.png" in failed["missing-file"] and "not found" in failed["missing-file"]
-    assert "no image field 'image'" in failed["no-image-field"] and "--image-key" in failed["no-image-field"]
-    assert "no image path" in failed["empty-path"]
+    assert "no image in edited_images, images, image" in failed["no-image-field"]
+    assert "--image-key" in failed["no-image-field"]
+    assert "no image in" in failed["empty-path"]
 
 
 def test_judge_edit_shows_source_then_edited_image(tmp_path, vision_chat):
@@ -244,7 +245,7 @@ def test_judge_multi_image_sends_every_reference_and_the_composition(tmp_path, v
     answer = '{"subject_preservation": 6, "composition": 4, "overall": 5, "rationale": "hat floats"}'
     with FakeOpenAIServer(chat_handler=lambda rec: answer) as server:
         results, out = _run(tmp_path, rows, [StepSpec("judge", {**_serving(server), "rubric": "multi-image",
-                                                                 "source_key": "images"})])
+                                                                 "source_key": "images", "image_key": "image"})])
         rec = server.requests[0]
     assert _rows(out, results[1])[0]["scores"]["subject_preservation"] == 6.0
     assert _colours(rec) == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]

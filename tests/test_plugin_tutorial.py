@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, read_jsonl, run_cli, write_jsonl
+from helpers import REPO, read_jsonl, run_cli, step_rows, write_jsonl
 
 PLUGIN = REPO / "docs" / "plugin-example" / "pixmill-wordcount"
 
@@ -32,9 +32,10 @@ def test_tutorial_plugin_is_discovered(installed):
 
 def test_tutorial_operator_runs_with_failures_recorded(installed, tmp_path):
     inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a red fox in snow"}, {"prompt": "fox"}, {"other": 1}])
-    run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "word-count", "--min-words", "2",
-            pythonpath=[installed], check=True)
-    rows = read_jsonl(next((tmp_path / "run" / "01-word-count").glob("part-*")))
+    proc = run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "word-count", "--min-words", "2",
+                   pythonpath=[installed])
+    assert proc.returncode == 3 and "2 rows failed" in proc.stderr  # finished, with failed rows
+    rows = step_rows(tmp_path / "run", 1)
     assert [(r["id"], r["words"]) for r in rows] == [("0", 5)]
     status = json.loads(run_cli("status", str(tmp_path / "run"), "--json", pythonpath=[installed], check=True).stdout)
     assert {f["reason"] for f in status[-1]["failures"]} == {"only 1 words", "no text in 'prompt'"}
@@ -46,7 +47,7 @@ def test_tutorial_serving_drives_generate_images(installed, tmp_path):
             "--model", "red", "--input-key", "prompt", pythonpath=[installed], check=True)
     run_cli("export", str(tmp_path / "run"), "--to", str(tmp_path / "out.jsonl"), pythonpath=[installed], check=True)
     row = read_jsonl(tmp_path / "out.jsonl")[0]
-    image_path = row["image"] if isinstance(row["image"], str) else row["image"][0]
+    image_path = row["images"][0]
     from PIL import Image
 
     with Image.open(tmp_path / "run" / image_path) as im:

@@ -133,3 +133,51 @@ def test_help_is_fast():
     # The target is 0.3 s (bench/bench_startup.py); a shared CI machine gets a margin, but importing
     # torch (~2 s) or similar would still fail here.
     assert min(times) < 1.0, times
+
+
+def test_a_conflict_breaks_only_the_name_in_conflict(tmp_path: Path):
+    site = make_plugin(tmp_path / "site", "pixmill-one", "pixmill_one", GOOD_OPERATOR.format(op="shout"))
+    make_plugin(site, "pixmill-two", "pixmill_two", GOOD_OPERATOR.format(op="shout"))
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": "a"}, {"text": "b"}])
+    proc = run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "head", "--n", "1", pythonpath=[site])
+    assert proc.returncode == 0, "a model-free pipeline that does not use the name still runs"
+
+
+def test_hook_calls_go_through_pluggy_and_can_be_traced(tmp_path: Path):
+    site = make_plugin(tmp_path / "site", "pixmill-shout", "pixmill_shout", GOOD_OPERATOR.format(op="shout"))
+    proc = run_cli("operators", pythonpath=[site], env={"PIXMILL_TRACE_PLUGINS": "1"}, check=True)
+    assert "register_operators" in proc.stderr and "pixmill_shout" in proc.stderr
+    listing = json.loads(run_cli("plugins", pythonpath=[site], check=True).stdout)
+    entry = next(p for p in listing if p.get("distribution") == "pixmill-shout")
+    assert entry["registered"]["operators"] == ["shout"], "each registration keeps its distribution"
+
+
+ONE_FILE = '''
+from pixmill import Operator, Option, hookimpl
+
+class Exclaim(Operator):
+    name = "exclaim"
+    options = (Option("marks", int, 1, "how many"),)
+
+    def process(self, rows, ctx):
+        return [{**r, "text": r["text"] + "!" * self.config["marks"]} for r in rows]
+
+@hookimpl
+def register_operators(register):
+    register(Exclaim)
+'''
+
+
+def test_a_one_file_plugin_from_a_plugins_folder(tmp_path: Path):
+    folder = tmp_path / "my-plugins"
+    folder.mkdir()
+    (folder / "exclaim_op.py").write_text(ONE_FILE, encoding="utf-8")
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": "hi"}])
+    run_cli("--plugins-dir", str(folder), "run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"),
+            "exclaim", "--marks", "2", check=True)
+    from pixmill import Run
+
+    assert [r["text"] for r in Run(tmp_path / "run").rows()] == ["hi!!"]
+    listing = json.loads(run_cli("plugins", env={"PIXMILL_PLUGINS_DIR": str(folder)}, check=True).stdout)
+    entry = next(p for p in listing if p.get("name") == "exclaim_op")
+    assert entry["registered"]["operators"] == ["exclaim"] and entry["version"] == "local"

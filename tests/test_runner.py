@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import make_plugin, read_jsonl, run_cli, write_jsonl
+from helpers import make_plugin, read_jsonl, run_cli, step_rows, write_jsonl
 from pixmill import Operator
 from pixmill.errors import InputError, PixmillError
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
@@ -75,11 +75,7 @@ def spec(tmp_path: Path, inp: Path, *steps: StepSpec, out: str = "run", **kw) ->
 
 
 def final_rows(results, out: Path) -> list[dict]:
-    last = out / results[-1].folder
-    rows = []
-    for part in sorted(last.glob("part-*.jsonl")):
-        rows.extend(read_jsonl(part))
-    return rows
+    return step_rows(out, results[-1].index)
 
 
 def test_rows_get_stable_ids_and_outputs_attach_by_id(tmp_path, work_site):

@@ -33,7 +33,7 @@ from .store import Store
 __all__ = [
     "ChatRequest", "ChatResponse", "ConfigError", "EditRequest", "Executor", "Failed", "GeneratedImage",
     "ImageRequest", "InputError", "Operator", "Option", "PixmillError", "PluginError", "RowError",
-    "Serving", "StepContext", "StepTask", "Store", "Storage", "FileStorage", "get_operator", "get_serving",
+    "Run", "Serving", "StepContext", "StepTask", "Store", "Storage", "FileStorage", "get_operator", "get_serving",
     "hookimpl", "run_batch", "__version__",
 ]
 
@@ -58,4 +58,8 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name == "Run":
+        from .run import Run
+
+        return Run
     raise AttributeError(name)

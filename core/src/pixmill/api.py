@@ -4,15 +4,18 @@ CLI."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from .operator import Operator
-from .pipeline import input_reader
+from .pipeline import PipelineSpec, StepSpec, input_reader, step_options
 from .plugins import get_registry
-from .progress import Progress
+from .progress import Progress, make_progress
 from .rows import ID_KEY
 from .runner import Runner, StepResult, write_summary
+from .serving import check_servings
 
 
 class Storage:
@@ -26,26 +29,37 @@ class Storage:
         rows = list(storage.rows())
 
     Each ``operator.run(storage.step())`` runs the next step, resuming from what the run folder
-    already holds, exactly as ``pixmill run`` does. ``storage.close()`` (or a ``with`` block)
-    releases the run folder.
+    already holds, exactly as ``pixmill run`` does: the same runner, the same progress output (a
+    bar on a terminal, log lines otherwise; ``quiet=True`` for none), the run's ``pipeline.yaml``
+    rewritten after each step (so ``pixmill run RUN/pipeline.yaml`` reruns it), every serving made
+    so far checked before the first step, and each step's fields checked before its model loads.
+    ``storage.close()`` (or a ``with`` block) releases the run folder.
     """
 
     def __init__(self, input: str | Path | None = None, out: str | Path = "runs/pixmill", store: str = "jsonl",
                  executor: str = "local", executor_options: dict[str, Any] | None = None, seed: int = 0,
                  retry_failed: bool = False, skip_bad_lines: bool = False, id_key: str = ID_KEY,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, quiet: bool = False):
         registry = get_registry()
         self.input = Path(input) if input is not None else None
         self.out = Path(out)
         self._reader = input_reader(registry, self.input)
+        if progress is None:
+            progress = make_progress(quiet=quiet)
+            _show_progress_logs()
         self._runner = Runner(self.out, registry.get_store(store)(),
                               registry.get_executor(executor)(**(executor_options or {})),
                               seed=seed, retry_failed=retry_failed, progress=progress)
+        self._spec = PipelineSpec(steps=[], out=self.out, input=self.input, store=store, executor=executor,
+                                  executor_options=dict(executor_options or {}), seed=seed,
+                                  retry_failed=retry_failed, skip_bad_lines=skip_bad_lines, id_key=id_key)
+        self._operators: list[Operator] = []
         self._source_opts = {"skip_bad_lines": skip_bad_lines, "id_key": id_key}
         self._open = False
 
     def _ensure_open(self) -> Runner:
         if not self._open:
+            check_servings()
             self._runner.__enter__()
             self._open = True
             self._runner.run_source(self.input, reader=self._reader, **self._source_opts)
@@ -58,7 +72,12 @@ class Storage:
     def run_operator(self, op: Operator) -> StepResult:
         runner = self._ensure_open()
         if op.serving is not None:
-            op.serving.check()
+            check_servings([op.serving])
+        runner.check_fields([op])
+        self._operators.append(op)
+        self._spec.steps.append(StepSpec(op.name, step_options(op)))
+        runner.write_pipeline_yaml(self._spec.to_yaml(self._operators, relative_to=self.out,
+                                                      executor=runner.executor))
         result = runner.run_step(op)
         write_summary(self.out, runner.results)
         return result
@@ -96,6 +115,19 @@ class Storage:
             self.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _show_progress_logs() -> None:
+    """Without a logging set-up of the script's own, let progress log lines reach stderr (as the
+    CLI's do); a script that configures logging decides for itself."""
+    if logging.getLogger().handlers:
+        return
+    logger = logging.getLogger("pixmill.progress")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 class FileStorage(Storage):

@@ -47,7 +47,8 @@ class Executor:
     """Decides where a step's batches run: in this process, in one worker per GPU, on Ray...
 
     :meth:`map` receives a lazy stream of batches and yields ``(batch, outcomes)`` as batches finish,
-    in any order; it must pull batches lazily (bounded work in flight), so a step over millions of
+    in any order, each ``batch`` being the very list object it received (the runner keys its
+    bookkeeping on it); it must pull batches lazily (bounded work in flight), so a step over millions of
     rows never holds them all. It loads the operator's serving where the batches run, calls
     ``operator.start(ctx)`` once there, and uses :func:`run_batch` for every batch so that failures
     are isolated the same way everywhere. Stateful operators must be run in order in one worker.

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from .context import StepContext
 from .errors import ConfigError
+from .fields import meta_field
 from .options import Option, key_options, public_options, resolve_options
 
 if TYPE_CHECKING:
@@ -93,6 +94,19 @@ class Operator:
         if self.serving is not None:
             out["serving"] = self.serving.describe()
         return out
+
+    # -- fields (checked before any model loads) ------------------------------------------------
+    def fields_read(self) -> list[tuple[str, ...]]:
+        """The row fields this step needs, each as a tuple of alternatives (any one will do). The
+        runner checks them against the input rows and the fields earlier steps write, so a chain
+        whose keys cannot match fails before any model loads. Default: none declared."""
+        return []
+
+    def fields_written(self) -> list[str]:
+        """The row fields this step adds. Default: its ``output_key`` (with ``<output_key>_meta``),
+        if it has one."""
+        key = self.config.get("output_key")
+        return [key, meta_field(key)] if key else []
 
     # -- lifecycle (called by the executor in the process that runs the batches) --------------
     def start(self, ctx: StepContext) -> None:

@@ -3,6 +3,7 @@ and the one function that runs it."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from .plugins import Registry, get_registry
 from .progress import Progress
 from .rows import ID_KEY
 from .runner import Runner, StepResult, write_summary
+from .serving import check_servings
 from .store import Store
 
 RUN_KEYS = ("input", "out", "store", "executor", "executor_options", "seed", "retry_failed",
@@ -63,57 +65,100 @@ class PipelineSpec:
             raise ConfigError(f"pipeline file {path}: unknown key {sorted(unknown)[0]!r}",
                               f"top-level keys are: steps, {', '.join(RUN_KEYS)}")
         steps = [_parse_step(item, path, i) for i, item in enumerate(data["steps"], 1)]
-        if isinstance(data.get("executor"), dict):  # `executor: {name: ray, replicas: 4}`
-            options = dict(data["executor"])
-            data["executor"] = str(options.pop("name", "local"))
-            data["executor_options"] = {**options, **(data.get("executor_options") or {})}
         base = path.resolve().parent
-        spec = cls(steps=steps, **{k: data[k] for k in RUN_KEYS if k in data and k not in ("input", "out")})
+        spec = cls(steps=steps, **{k: data[k] for k in RUN_KEYS if k in data and k not in ("input", "out", "executor")})
+        executor = data.get("executor")
+        if isinstance(executor, dict):  # `executor: {name: local, workers: 4}`: options under their owner
+            executor = dict(executor)
+            spec.executor = str(executor.pop("name", "local"))
+            spec.executor_options = {**executor, **spec.executor_options}
+        elif executor is not None:
+            spec.executor = str(executor)
         if data.get("input"):
             spec.input = base / data["input"]
         if data.get("out"):
             spec.out = base / data["out"]
         return spec
 
+    def override(self, target: str, value: Any) -> None:
+        """Set one option of one step from the command line: ``STEP.KEY`` or ``STEP.serving.KEY``
+        (``STEP.serving`` alone names the serving); STEP is the operator's name or its 1-based
+        position. A key goes to its owner: the operator if it declares it, else the serving."""
+        ref, _, key = target.partition(".")
+        if not key:
+            raise ConfigError(f"--set {target}=...: no option named", "write STEP.KEY=VALUE, e.g. judge.max_tokens=200")
+        step = self._step(ref, target)
+        key = key.replace("-", "_")
+        registry = get_registry()
+        op_names = {o.name for o in registry.get_operator(step.operator).all_options()}
+        serving = step.options.get("serving")
+        if key == "serving" or key.startswith("serving."):
+            sub = key.partition(".")[2] or "name"
+        elif key in op_names:
+            step.options[key] = value
+            return
+        elif serving is not None:
+            sub = key
+        else:
+            raise ConfigError(f"--set {target}: step {step.operator} has no option {key!r}",
+                              f"its options are: {', '.join(sorted(op_names))}")
+        nested = {"name": serving} if isinstance(serving, str) else dict(serving or {})
+        nested[sub] = value
+        step.options["serving"] = nested
+
+    def _step(self, ref: str, target: str) -> StepSpec:
+        if ref.isdigit():
+            if not 1 <= int(ref) <= len(self.steps):
+                raise ConfigError(f"--set {target}: there is no step {ref}", f"steps are numbered 1 to {len(self.steps)}")
+            return self.steps[int(ref) - 1]
+        named = [s for s in self.steps if s.operator == ref]
+        if len(named) != 1:
+            names = ", ".join(f"{i}={s.operator}" for i, s in enumerate(self.steps, 1))
+            why = "no step runs" if not named else "several steps run"
+            raise ConfigError(f"--set {target}: {why} operator {ref!r}", f"name the step by position ({names})")
+        return named[0]
+
     def to_yaml(self, operators: list[Operator] | None = None, relative_to: Path | None = None,
-                executor: Executor | None = None) -> str:
-        """The pipeline as YAML. With ``operators`` (and ``executor``), their resolved options
-        (secrets removed)."""
+                out_as_given: bool = False, executor: Executor | None = None) -> str:
+        """The pipeline as YAML. With ``operators``, their resolved options (secrets removed), each
+        under its owner; with ``executor``, its secret options (a Ray ``runtime_env``) left out.
+        Paths are written relative to ``relative_to``; ``out`` is ``.`` (the file lives in the run
+        folder) unless ``out_as_given``; without ``relative_to``, as given."""
         def rel(p: Path | None) -> str | None:
             if p is None:
                 return None
-            p = Path(p).resolve()
-            if relative_to is not None:
-                try:
-                    import os
-
-                    return os.path.relpath(p, Path(relative_to).resolve())
-                except ValueError:
-                    pass
-            return str(p)
+            if relative_to is None:
+                return str(p)
+            try:
+                return os.path.relpath(Path(p).resolve(), Path(relative_to).resolve())
+            except ValueError:  # another drive (Windows)
+                return str(Path(p).resolve())
 
         steps: list[dict[str, Any]] = []
         for i, step in enumerate(self.steps):
-            if operators is not None:
-                desc = operators[i].describe()
-                opts = dict(desc["options"])
-                if "serving" in desc:
-                    opts = {"serving": desc["serving"]["serving"], **opts, **desc["serving"]["options"]}
-                opts = {k: v for k, v in opts.items() if v is not None}
-            else:
-                opts = dict(step.options)
+            opts = step_options(operators[i]) if operators is not None else dict(step.options)
             steps.append({step.operator: opts})
-        data: dict[str, Any] = {"input": rel(self.input), "out": ".", "store": self.store,
-                                "executor": self.executor, "seed": self.seed, "steps": steps}
         executor_options = self.executor_options
         if executor is not None:
             secret = {o.name for o in executor.options if o.secret}
             executor_options = {k: v for k, v in executor_options.items() if k.replace("-", "_") not in secret}
-        if executor_options:
-            data["executor_options"] = executor_options
+        data: dict[str, Any] = {"input": rel(self.input), "out": rel(self.out) if out_as_given else ".",
+                                "store": self.store, "executor": {"name": self.executor, **executor_options},
+                                "seed": self.seed, "steps": steps}
         if self.input is None:
             data.pop("input")
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def step_options(op: Operator) -> dict[str, Any]:
+    """A step's options as a pipeline file holds them: the operator's own, then its serving's under
+    ``serving:`` (``name`` first), so every option keeps its owner (secrets and unset values left out)."""
+    desc = op.describe()
+    opts = {k: v for k, v in desc["options"].items() if v is not None}
+    if "serving" in desc:
+        serving = {k: v for k, v in desc["serving"]["options"].items() if v is not None}
+        opts["serving"] = {"name": desc["serving"]["serving"], **serving}
+    return opts
 
 
 def _parse_step(item: Any, path: Path, index: int) -> StepSpec:
@@ -134,11 +179,18 @@ def _parse_step(item: Any, path: Path, index: int) -> StepSpec:
                       "write each step as `- template: {template: \"...\"}`")
 
 
-def build_operator(registry: Registry, name: str, options: dict[str, Any]) -> Operator:
-    """Instantiate an operator and its serving from flat options (the CLI and YAML form).
+def build_operators(registry: Registry, spec: PipelineSpec) -> list[Operator]:
+    """The configured operators of every step (options validated, nothing loaded)."""
+    return [build_operator(registry, s.operator, s.options) for s in spec.steps]
 
-    ``serving`` names the serving (or is a mapping with ``name`` and its options); every other option
-    goes to the operator if it declares it, else to the serving.
+
+def build_operator(registry: Registry, name: str, options: dict[str, Any]) -> Operator:
+    """Instantiate an operator and its serving from a step's options (the CLI and YAML form).
+
+    ``serving`` names the serving, or is a mapping with ``name`` and the serving's options (the
+    form pipeline files are written in). A key beside it belongs to the operator if the operator
+    declares it, else to the serving (the short form ``serving: flux`` + ``model: ...``); the
+    nested form wins over the short one.
     """
     op_cls = registry.get_operator(name)
     opts = {k.replace("-", "_"): v for k, v in options.items()}
@@ -165,7 +217,7 @@ def build_operator(registry: Registry, name: str, options: dict[str, Any]) -> Op
         if key in op_names:
             continue
         if key in serving_names:
-            serving_opts[key] = opts.pop(key)
+            serving_opts.setdefault(key, opts.pop(key))
         else:
             flags = lambda names: ", ".join("--" + n.replace("_", "-") for n in sorted(names))  # noqa: E731
             raise ConfigError(f"{name}: unknown option --{key.replace('_', '-')}",
@@ -181,21 +233,20 @@ def input_reader(registry: Registry, path: Path | None) -> Store | None:
 
 
 def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[StepResult]:
-    """Validate every step (options, servings, keys) before any work, then run the steps in order."""
+    """Validate every step (options, servings, fields) before any model loads, then run the steps."""
     if spec.out is None:
         raise ConfigError("no run folder given", "pass --out DIR (or `out:` in the pipeline file)")
     registry = get_registry()
     store = registry.get_store(spec.store)()
     executor = registry.get_executor(spec.executor)(**spec.executor_options)
-    operators = [build_operator(registry, s.operator, s.options) for s in spec.steps]
-    for op in operators:
-        if op.serving is not None:
-            op.serving.check()
+    operators = build_operators(registry, spec)
+    check_servings(op.serving for op in operators if op.serving is not None)
     reader = input_reader(registry, spec.input)
     with Runner(spec.out, store, executor, seed=spec.seed, retry_failed=spec.retry_failed,
                 progress=progress) as runner:
         runner.write_pipeline_yaml(spec.to_yaml(operators, relative_to=spec.out, executor=executor))
         runner.run_source(spec.input, skip_bad_lines=spec.skip_bad_lines, id_key=spec.id_key, reader=reader)
+        runner.check_fields(operators)
         for op in operators:
             runner.run_step(op)
         runner.retire_later_steps()

@@ -3,15 +3,26 @@
 A broken plugin produces one warning naming its distribution and the fix; everything else keeps
 working. ``PIXMILL_LOAD_PLUGINS`` (comma list of entry-point or distribution names; empty = none)
 limits what loads; the core's own entry point always loads. ``PIXMILL_STRICT_PLUGINS=1`` turns
-load warnings into errors, for plugin authors.
+load warnings into errors, for plugin authors. ``PIXMILL_TRACE_PLUGINS=1`` prints every hook call
+(pluggy's tracing) to stderr. ``PIXMILL_PLUGINS_DIR`` (folders separated by ``:``; the CLI's
+``--plugins-dir``) loads each ``*.py`` file there as a one-file plugin, for one-off operators that
+need no package.
+
+Hooks are called through pluggy's plugin manager (so hook ordering, tracing, monitoring and
+argument subsets work as pluggy documents), one plugin at a time, in pluggy's call order, so that
+every registration is attributed to the distribution that made it. Two distributions registering
+one name is an error raised when that name is used; everything else keeps working.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -53,8 +64,12 @@ class Registry:
         self.plugins: list[PluginInfo] = []
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
+        self._tracing = os.environ.get("PIXMILL_TRACE_PLUGINS", "") not in ("", "0")
+        if self._tracing:
+            self.pm.trace.root.setwriter(lambda text: sys.stderr.write(f"pixmill plugins: {text}"))
+            self.pm.enable_tracing()
         self._items: dict[str, dict[str, tuple[type, PluginInfo]]] = {k: {} for k in KINDS}
-        self.conflicts: list[str] = []
+        self._conflicts: dict[tuple[str, str], str] = {}  # (kind, name) -> why it cannot be used
 
     # -- loading ----------------------------------------------------------------------------
     def add_plugin(self, module: Any, info: PluginInfo, strict: bool = False) -> None:
@@ -66,15 +81,18 @@ class Registry:
             self._fail(info, exc, strict)
             return
         for kind in KINDS:
-            hook = getattr(self.pm.hook, f"register_{kind}")
-            for impl in hook.get_hookimpls():
-                if impl.plugin_name != info.name:
-                    continue
-                try:
-                    impl.function(register=self._registrar(kind, info))
-                except Exception as exc:  # noqa: BLE001
-                    self._fail(info, exc, strict)
-                    return
+            try:
+                self._call(f"register_{kind}", info.name, register=self._registrar(kind, info))
+            except Exception as exc:  # noqa: BLE001
+                self._fail(info, exc, strict)
+                return
+
+    def _call(self, hook_name: str, plugin_name: str, **kwargs: Any) -> None:
+        """Call one plugin's implementations of a hook through pluggy (a subset hook caller)."""
+        if self._tracing:
+            sys.stderr.write(f"pixmill plugins: {hook_name} of plugin {plugin_name}\n")
+        others = [p for name, p in self.pm.list_name_plugin() if name != plugin_name]
+        self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
 
     def _registrar(self, kind: str, info: PluginInfo) -> Callable[[type], None]:
         def register(cls: type) -> None:
@@ -83,9 +101,8 @@ class Registry:
                 raise PluginError(f"plugin {info.distribution}: {cls!r} has no `name`", "set a class attribute `name`")
             existing = self._items[kind].get(name)
             if existing is not None and existing[0] is not cls:
-                msg = (f"{kind[:-1]} {name!r} is registered by both {existing[1].distribution} "
-                       f"and {info.distribution}")
-                self.conflicts.append(msg)
+                self._conflicts[(kind, name)] = (f"{kind[:-1]} {name!r} is registered by both "
+                                                 f"{existing[1].distribution} and {info.distribution}")
                 return
             self._items[kind][name] = (cls, info)
             info.registered[kind].append(name)
@@ -112,9 +129,16 @@ class Registry:
             self.pm.unregister(name=info.name)
 
     # -- lookups ------------------------------------------------------------------------------
-    def check_conflicts(self) -> None:
-        if self.conflicts:
-            raise PluginError(self.conflicts[0], "uninstall one of the two distributions, or limit "
+    @property
+    def conflicts(self) -> list[str]:
+        """Names two distributions registered (each unusable until one of them goes)."""
+        return list(self._conflicts.values())
+
+    def check_conflicts(self, kind: str | None = None, name: str | None = None) -> None:
+        """Raise for a conflict on ``kind``/``name`` (or on any name, without them)."""
+        found = self._conflicts.get((kind, name)) if kind else next(iter(self._conflicts.values()), None)
+        if found:
+            raise PluginError(found, "uninstall one of the two distributions, or limit "
                               "PIXMILL_LOAD_PLUGINS to one of them")
 
     def names(self, kind: str) -> list[str]:
@@ -125,7 +149,7 @@ class Registry:
 
     def get(self, kind: str, name: str) -> type:
         """The class registered under ``name``, or a ConfigError listing what exists."""
-        self.check_conflicts()
+        self.check_conflicts(kind, name)
         found = self._items[kind].get(name)
         if found is not None:
             return found[0]
@@ -161,9 +185,9 @@ class Registry:
 
     def commands(self, cli: Any) -> None:
         """Let every plugin add CLI commands; a failing plugin is reported, not fatal."""
-        for impl in self.pm.hook.register_commands.get_hookimpls():
+        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):  # pluggy's call order
             try:
-                impl.function(cli=cli)
+                self._call("register_commands", impl.plugin_name, cli=cli)
             except Exception as exc:  # noqa: BLE001
                 info = next((p for p in self.plugins if p.name == impl.plugin_name), None)
                 log.warning("plugin %s could not add its commands: %s", info.distribution if info else impl.plugin_name, exc)
@@ -198,9 +222,33 @@ def load_registry(strict: bool | None = None) -> Registry:
             registry._fail(info, exc, strict)
             continue
         registry.add_plugin(module, info, strict=strict)
+    for path in plugin_files():
+        _load_file_plugin(registry, path, strict)
     if strict:
         registry.check_conflicts()
     return registry
+
+
+def plugin_files() -> list[Path]:
+    """The one-file plugins named by ``PIXMILL_PLUGINS_DIR``, in order."""
+    folders = [Path(p) for p in os.environ.get("PIXMILL_PLUGINS_DIR", "").split(os.pathsep) if p.strip()]
+    return [f for folder in folders for f in sorted(folder.glob("*.py")) if not f.name.startswith("_")]
+
+
+def _load_file_plugin(registry: Registry, path: Path, strict: bool) -> None:
+    # Imported by its file name from its folder (put on sys.path), so that worker processes, which
+    # inherit sys.path, can unpickle the classes it defines.
+    info = PluginInfo(name=path.stem, distribution=f"file {path}", version="local")
+    try:
+        folder = str(path.parent.resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        module = importlib.import_module(path.stem)
+    except Exception as exc:  # noqa: BLE001 - a broken file must not break pixmill
+        registry.plugins.append(info)
+        registry._fail(info, exc, strict)
+        return
+    registry.add_plugin(module, info, strict=strict)
 
 
 _registry: Registry | None = None

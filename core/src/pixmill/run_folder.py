@@ -14,16 +14,24 @@
 The ledger is the single source of truth. A part counts only once its ledger line is written
 (part first, then an appended and fsynced ledger line); a torn last ledger line or a part without a
 ledger line is what a crash leaves, and both are ignored (the part is deleted on the next run).
+
+Rows keep their upstream order whatever order batches finish in: each ledger line records the
+upstream position of every row of its part (``span`` for a contiguous run, else ``pos``), rows are
+sorted within a part, and :meth:`StepFolder.iter_rows` merges parts whose positions interleave.
+A step's output is therefore in upstream order (children after their parent, in index order) with
+any executor, any concurrency and any kill/resume history.
 """
 
 from __future__ import annotations
 
 import fcntl
+import heapq
 import json
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from itertools import count
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,8 +41,10 @@ try:
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover
     _loads = json.loads
-from .store import Store, atomic_replace, fsync_dir, temp_path
+from .files import write_atomic, write_records
+from .store import Store, fsync_dir
 
+STALE = ".stale"  # retired step folders, found again by key (see RunFolder.step_folder)
 LEDGER = "ledger.jsonl"
 STEP_INFO = "step.json"
 FAILED = "failed.jsonl"
@@ -43,9 +53,7 @@ MANIFEST = "manifest.json"
 
 def write_json(path: Path, data: Any) -> None:
     """Write a JSON file atomically."""
-    tmp = temp_path(path)
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    atomic_replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -60,6 +68,9 @@ class StepState:
     """What a step has committed, rebuilt from its ledger."""
 
     parts: list[str] = field(default_factory=list)
+    # Per part (same order as ``parts``): (first position, last position, positions or None when
+    # the part holds the contiguous run first..last). None for parts of older ledgers.
+    order: list[tuple[int, int, list[int] | None] | None] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     failed: dict[str, dict] = field(default_factory=dict)  # id -> {"reason", "row"}
     rows: int = 0  # output rows committed
@@ -115,6 +126,7 @@ class StepFolder:
     def _apply(state: StepState, entry: dict) -> None:
         if entry.get("part"):
             state.parts.append(entry["part"])
+            state.order.append(_order_of(entry))
         state.rows += int(entry.get("rows", 0))
         state.commits += 1
         done = entry.get("done", ())
@@ -136,16 +148,34 @@ class StepFolder:
                 fh.truncate(data.rfind(b"\n") + 1)
                 os.fsync(fh.fileno())
 
+    def reset(self) -> StepState:
+        """Forget everything committed (the input copy restarts from scratch after a crash)."""
+        for p in self.path.glob("part-*"):
+            p.unlink()
+        (self.path / LEDGER).unlink(missing_ok=True)
+        return StepState()
+
     def next_part_name(self, state: StepState) -> str:
         return f"part-{state.commits + 1:06d}{self.store.suffix}"
 
-    def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict]) -> None:
-        """Atomically commit a batch of results: part file first, then its ledger line."""
+    def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict],
+               positions: list[int] | None = None) -> None:
+        """Atomically commit a batch of results: part file first, then its ledger line.
+
+        ``positions`` gives each row's upstream position (rows must be sorted by it; see the module
+        docstring); without it the rows follow everything committed before them.
+        """
         part = None
+        entry: dict[str, Any] = {}
         if rows:
             part = self.next_part_name(state)
             self.store.write_part(self.path / part, rows)
-        entry = {"part": part, "rows": len(rows), "done": done, "failed": failed, "time": round(time.time(), 3)}
+            if positions is None:
+                last = max((o[1] for o in state.order if o), default=-1)
+                positions = range(last + 1, last + 1 + len(rows))  # type: ignore[assignment]
+            entry = _encode_order(positions)
+        entry = {"part": part, "rows": len(rows), **entry, "done": done, "failed": failed,
+                 "time": round(time.time(), 3)}
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         with open(self.path / LEDGER, "a", encoding="utf-8") as fh:
             fh.write(line)
@@ -154,19 +184,74 @@ class StepFolder:
         self._apply(state, entry)
 
     def iter_rows(self, state: StepState | None = None) -> Iterator[dict]:
-        """Stream the committed rows, in commit order."""
-        parts = (state or self.load_state()).parts
-        for part in parts:
-            yield from self.store.read_part(self.path / part)
+        """Stream the committed rows in upstream order (see the module docstring).
+
+        Parts whose positions do not interleave (every sequential step, and most of a concurrent
+        one) are read one after another; only interleaving parts are merged, a few at a time.
+        """
+        state = state or self.load_state()
+        for group in _interleaving_groups(state):
+            if len(group) == 1:
+                yield from self.store.read_part(self.path / state.parts[group[0]])
+                continue
+            streams = [self._positioned(state.parts[i], state.order[i], k) for k, i in enumerate(group)]
+            for *_key, row in heapq.merge(*streams):
+                yield row
+
+    def _positioned(self, part: str, order: tuple[int, int, list[int] | None] | None, rank: int) -> Iterator[tuple]:
+        first, _last, positions = order or (0, 0, None)
+        pos_iter = iter(positions) if positions is not None else count(first)
+        tie = count()  # keeps rows of one position (an expanding operator's children) in part order
+        for row in self.store.read_part(self.path / part):
+            yield next(pos_iter), rank, next(tie), row
 
     def write_failed(self, state: StepState) -> None:
         path = self.path / FAILED
         if not state.failed:
             path.unlink(missing_ok=True)
             return
-        from .builtins.jsonl_store import JsonlStore  # failure reports are always JSONL, for people
+        write_records(path, state.failed.values())
 
-        JsonlStore().write_file(path, state.failed.values())
+
+def _encode_order(positions: Any) -> dict[str, Any]:
+    """A ledger entry's record of its rows' positions: a contiguous run as ``span: [first, n]``."""
+    positions = list(positions)
+    first = positions[0]
+    if positions[-1] - first == len(positions) - 1 and all(b > a for a, b in zip(positions, positions[1:], strict=False)):
+        return {"span": [first, len(positions)]}
+    return {"pos": positions}
+
+
+def _order_of(entry: dict) -> tuple[int, int, list[int] | None] | None:
+    if "span" in entry:
+        first, n = entry["span"]
+        return first, first + n - 1, None
+    if "pos" in entry and entry["pos"]:
+        positions = entry["pos"]
+        return positions[0], positions[-1], positions
+    return None
+
+
+def _interleaving_groups(state: StepState) -> list[list[int]]:
+    """Indexes of ``state.parts`` in upstream order, grouped so that parts in different groups do
+    not interleave: each group can be read alone, and a group of several must be merged."""
+    if not state.parts:
+        return []
+    orders = state.order
+    if any(o is None for o in orders):  # a ledger from before positions were recorded
+        return [[i] for i in range(len(state.parts))]
+    ranked = sorted(range(len(orders)), key=lambda i: (orders[i][0], i))  # type: ignore[index]
+    groups: list[list[int]] = []
+    high = None
+    for i in ranked:
+        first, last, _ = orders[i]  # type: ignore[misc]
+        if high is not None and first <= high:
+            groups[-1].append(i)
+            high = max(high, last)
+        else:
+            groups.append([i])
+            high = last
+    return groups
 
 
 class RunFolder:
@@ -201,8 +286,12 @@ class RunFolder:
         write_json(self.path / MANIFEST, manifest)
 
     def step_folder(self, index: int, name: str, key: str, store: Store) -> StepFolder:
-        """The folder of step ``index``: reused when its key matches, else the old one is retired to
-        ``.stale/`` and a fresh one made."""
+        """The folder of step ``index`` for the step whose key is ``key``.
+
+        The cache is content-addressed: a folder whose key differs is retired to ``.stale/``, and a
+        retired folder with this key (a chain the user ran before, finished or not) is brought back,
+        so going back to an earlier pipeline costs nothing for the steps it already made.
+        """
         folder = self.path / f"{index:02d}-{name}"
         existing = read_json(folder / STEP_INFO) if folder.exists() else None
         if folder.exists() and (existing is None or existing.get("key") != key):
@@ -210,29 +299,56 @@ class RunFolder:
         for other in self.path.glob(f"{index:02d}-*"):  # the same index under another operator name
             if other != folder and other.is_dir():
                 self.retire(other)
+        if not folder.exists():
+            found = self.find_retired(key)
+            if found is not None:
+                os.replace(found, folder)
         folder.mkdir(parents=True, exist_ok=True)
         fsync_dir(self.path)
         return StepFolder(folder, store)
 
+    def retired(self) -> list[Path]:
+        """The retired step folders, newest first."""
+        stale = self.path / STALE
+        if not stale.is_dir():
+            return []
+        return sorted((p for p in stale.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+
+    def find_retired(self, key: str) -> Path | None:
+        """The newest retired folder of the step whose key is ``key``, if any."""
+        for path in sorted((self.path / STALE).glob(f"*-{key[:8]}-*"), reverse=True):
+            if (read_json(path / STEP_INFO) or {}).get("key") == key:
+                return path
+        return None
+
     def retire(self, folder: Path) -> None:
-        """Move a step folder that no longer belongs to the pipeline to ``.stale/`` (kept, never
-        deleted: it may hold work someone wants back)."""
+        """Move a step folder that no longer belongs to the pipeline to ``.stale/`` (kept: the same
+        step is found there again by its key; ``pixmill gc`` deletes retired folders)."""
         old_key = ((read_json(folder / STEP_INFO) or {}).get("key") or "unknown")[:8]
-        stale = self.path / ".stale" / f"{folder.name}-{old_key}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stale = self.path / STALE / f"{folder.name}-{old_key}-{time.strftime('%Y%m%d-%H%M%S')}"
         stale.parent.mkdir(parents=True, exist_ok=True)
         n = 1
         while stale.exists():
             stale = stale.with_name(f"{stale.name}-{n}")
             n += 1
         shutil.move(str(folder), str(stale))
+        os.utime(stale)  # newest first in retired()
 
-    def steps(self) -> list[StepFolder]:
-        """The step folders of the pipeline the manifest describes, in order."""
-        from .plugins import get_registry
-
+    def steps(self, store: Store) -> list[StepFolder]:
+        """The step folders of the pipeline the manifest describes, in order (``store`` reads their
+        parts: the one the manifest names, see :class:`pixmill.Run`)."""
         manifest = self.manifest
         if not manifest:
             raise PixmillError(f"{self.path} is not a pixmill run folder (no {MANIFEST})",
                                "pass the --out folder of a `pixmill run`")
-        store = get_registry().get_store(manifest.get("store", "jsonl"))()
         return [StepFolder(self.path / s["folder"], store) for s in manifest.get("steps", [])]
+
+    def step_info(self, index: int, name: str) -> dict:
+        """The ``step.json`` of step ``index`` as it stands (empty when there is none)."""
+        return read_json(self.path / f"{index:02d}-{name}" / STEP_INFO) or {}
+
+    def retire_from(self, index: int) -> None:
+        """Retire every step folder numbered ``index`` or more (a pipeline that got shorter)."""
+        for path in self.path.glob("[0-9][0-9]-*"):
+            if path.is_dir() and int(path.name[:2]) >= index:
+                self.retire(path)

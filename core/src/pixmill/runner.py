@@ -22,6 +22,7 @@ from . import __version__
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
+from .files import write_atomic, write_records
 from .operator import Failed, Operator
 from .progress import Progress, make_progress
 from .rows import ID_KEY, child_id
@@ -74,8 +75,10 @@ _get_id = itemgetter(ID_KEY)
 _NONE = type(None)
 
 
-def _collect(batch: list[dict], outcomes: list, rows: list[dict], done: list[str], failed: list[dict]) -> int:
-    """Sort a batch's outcomes into output rows, done ids and failures; returns the failure count.
+def _collect(batch: list[dict], positions: list[int], outcomes: list, rows: list[dict], row_pos: list[int],
+             done: list[str], failed: list[dict]) -> int:
+    """Sort a batch's outcomes into output rows (with their upstream positions), done ids and
+    failures; returns the failure count.
 
     The common cases (every row kept or dropped, ids untouched) run as bulk operations, which keeps
     the runner's own cost per row far below any operator's.
@@ -83,24 +86,30 @@ def _collect(batch: list[dict], outcomes: list, rows: list[dict], done: list[str
     ids = list(map(_get_id, batch))
     kinds = set(map(type, outcomes))
     if kinds <= {dict, _NONE}:
-        kept = outcomes if _NONE not in kinds else [o for o in outcomes if o is not None]
-        kept_ids = ids if len(kept) == len(ids) else list(compress(ids, [o is not None for o in outcomes]))
+        if _NONE in kinds:
+            mask = [o is not None for o in outcomes]
+            kept, kept_ids, kept_pos = list(compress(outcomes, mask)), list(compress(ids, mask)), compress(positions, mask)
+        else:
+            kept, kept_ids, kept_pos = outcomes, ids, positions
         if [o.get(ID_KEY) for o in kept] == kept_ids:
             rows.extend(kept)
+            row_pos.extend(kept_pos)
             done.extend(ids)
             return 0
     n_failed = 0
-    for row, rid, out in zip(batch, ids, outcomes, strict=True):
+    for row, rid, pos, out in zip(batch, ids, positions, outcomes, strict=True):
         if type(out) is dict:
             if out.get(ID_KEY) != rid:
                 out = {ID_KEY: rid, **{k: v for k, v in out.items() if k != ID_KEY}}
             rows.append(out)
+            row_pos.append(pos)
             done.append(rid)
         elif out is None:
             done.append(rid)
         elif isinstance(out, list):
             rows.extend({ID_KEY: child_id(rid, i), **{k: v for k, v in c.items() if k != ID_KEY}}
                         for i, c in enumerate(out))
+            row_pos.extend([pos] * len(out))
             done.append(rid)
         else:
             reason = out.reason if isinstance(out, Failed) else f"operator returned {type(out).__name__}"
@@ -229,10 +238,7 @@ class Runner:
         self.progress.step_started(folder.name, total=None, cached=cached)
         if not cached:
             if state.commits:  # a crash mid-copy: the copy is cheap, start it over
-                for p in folder.path.glob("part-*"):
-                    p.unlink()
-                (folder.path / "ledger.jsonl").unlink(missing_ok=True)
-                state = StepState()
+                state = folder.reset()
             rows = self._source_rows(input_path, reader, id_key, skip_bad_lines, folder)
             with relaxed_gc():
                 for chunk in chunked(rows, SOURCE_COMMIT_ROWS):
@@ -256,10 +262,7 @@ class Runner:
     def _input_hash(self, path: Path) -> str:
         """The input's sha256, reused from the last run when size and mtime are unchanged (as make
         and git do), so rerunning over a large input does not re-read it."""
-        info = (self.run.path / "00-input" / "step.json")
-        from .run_folder import read_json
-
-        old = read_json(info) or {}
+        old = self.run.step_info(0, "input")
         if old.get("complete") and old.get("input_stat") == _stat(path) and old.get("source", {}).get("sha256"):
             return old["source"]["sha256"]
         return file_sha256(path)
@@ -294,10 +297,27 @@ class Runner:
             out.update(row)
             yield out
         if bad:
-            from .builtins.jsonl_store import JsonlStore
-
-            JsonlStore().write_file(bad_path, bad)
+            write_records(bad_path, bad)
         self._skipped = len(bad)
+
+    # -- checks before any model loads -----------------------------------------------------------
+    def check_fields(self, operators: list[Operator], sample: int = 100) -> None:
+        """Fail before any work if a step reads a field that neither the rows so far (the first
+        ``sample`` rows of the last step run) nor an earlier step of ``operators`` provides."""
+        have: set[str] = set()
+        for row in islice(self.last_rows(), sample):
+            have.update(row)
+        if not have:
+            return  # nothing to judge by (an empty input)
+        for index, op in enumerate(operators, len(self._steps)):
+            for alternatives in op.fields_read():
+                if not any(name.split(".", 1)[0] in have for name in alternatives):
+                    wanted = repr(alternatives[0]) if len(alternatives) == 1 else "any of " + ", ".join(alternatives)
+                    raise ConfigError(
+                        f"step {index} ({op.name}) reads {wanted}, but the rows reaching it have no such field "
+                        f"(they have: {', '.join(sorted(have - {ID_KEY}))})",
+                        f"pass the option of {op.name} that names the field (see `pixmill run {op.name} --help`)")
+            have.update(op.fields_written())
 
     # -- steps 1..n -----------------------------------------------------------------------------
     def run_step(self, op: Operator) -> StepResult:
@@ -327,9 +347,7 @@ class Runner:
                               committed_rows=lambda: folder.iter_rows(state), committed_count=state.rows)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": False,
                                "seconds": info.get("seconds", 0.0)})
-            upstream_rows = up_folder.iter_rows(up_state)
-            todo = (row for row in upstream_rows if row[ID_KEY] not in skip) if skip else upstream_rows
-            self._execute(op, ctx, folder, state, chunked(todo, op.batch_size))
+            self._execute(op, ctx, folder, state, up_folder.iter_rows(up_state), skip)
             folder.write_failed(state)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": True,
                                "done": state.done_count, "failed": len(state.failed), "rows": state.rows,
@@ -349,27 +367,44 @@ class Runner:
                 "pixmill": __version__}
 
     def _execute(self, op: Operator, ctx: StepContext, folder: StepFolder, state: StepState,
-                 batches: Iterator[list[dict]]) -> None:
+                 upstream: Iterator[dict], skip: set[str]) -> None:
+        # Every upstream row has a position (its index in upstream order, done rows included, so
+        # positions survive resumes); committed rows carry it, so the output is in upstream order
+        # whatever order batches finish in.
+        pos_of: dict[int, list[int]] = {}  # id(batch) -> positions of its rows, while in flight
+
+        def batches() -> Iterator[list[dict]]:
+            numbered = enumerate(upstream)
+            todo = ((p, r) for p, r in numbered if r[ID_KEY] not in skip) if skip else numbered
+            while chunk := list(islice(todo, op.batch_size)):
+                batch = [r for _, r in chunk]
+                pos_of[id(batch)] = [p for p, _ in chunk]
+                yield batch
+
         # A batch that took real work (a model call, anything over SLOW_BATCH_SECONDS) is committed at
         # once, so a crash redoes at most the batches in flight; cheap model-free batches are grouped
         # into a commit a second, so a million-row step writes tens of parts, not thousands. An
         # executor with many replicas groups model batches the same way.
         always = op.serving is not None and not self.executor.groups_commits(op)
         rows: list[dict] = []
+        row_pos: list[int] = []
         done: list[str] = []
         failed: list[dict] = []
         last = last_result = time.monotonic()
 
         def flush() -> None:
-            nonlocal rows, done, failed, last
+            nonlocal rows, row_pos, done, failed, last
             if rows or done or failed:
-                folder.commit(state, rows, done, failed)
-            rows, done, failed, last = [], [], [], time.monotonic()
+                if any(b < a for a, b in zip(row_pos, row_pos[1:], strict=False)):  # batches finished out of order
+                    order = sorted(range(len(rows)), key=row_pos.__getitem__)
+                    rows, row_pos = [rows[i] for i in order], [row_pos[i] for i in order]
+                folder.commit(state, rows, done, failed, positions=row_pos)
+            rows, row_pos, done, failed, last = [], [], [], [], time.monotonic()
 
         with relaxed_gc():
             try:
-                for batch, outcomes in self.executor.map(StepTask(op, ctx), batches):
-                    n_failed = _collect(batch, outcomes, rows, done, failed)
+                for batch, outcomes in self.executor.map(StepTask(op, ctx), batches()):
+                    n_failed = _collect(batch, pos_of.pop(id(batch)), outcomes, rows, row_pos, done, failed)
                     self.progress.advanced(len(batch) - n_failed, n_failed)
                     now = time.monotonic()
                     slow = now - last_result >= SLOW_BATCH_SECONDS
@@ -387,21 +422,12 @@ class Runner:
         folder, state, _ = self._last
         return folder.iter_rows(state)
 
-    @property
-    def last_folder(self) -> StepFolder | None:
-        return self._last[0] if self._last else None
-
     def retire_later_steps(self) -> None:
         """Move step folders beyond the last step run (a pipeline that got shorter) to .stale/."""
-        for path in self.run.path.glob("[0-9][0-9]-*"):
-            if path.is_dir() and int(path.name[:2]) >= len(self._steps):
-                self.run.retire(path)
+        self.run.retire_from(len(self._steps))
 
     def write_pipeline_yaml(self, text: str) -> None:
-        path = self.run.path / "pipeline.yaml"
-        tmp = path.with_name(".pipeline.yaml.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(self.run.path / "pipeline.yaml", text)
 
 
 def write_summary(run_dir: Path, results: list[StepResult]) -> None:

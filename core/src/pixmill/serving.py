@@ -8,6 +8,7 @@ request that failed (the row is recorded as failed with ``str(exc)``; the rest o
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
@@ -17,7 +18,6 @@ TEXT_TO_IMAGE = "text-to-image"
 IMAGE_EDIT = "image-edit"
 VISION_CHAT = "vision-chat"
 TEXT_LLM = "text-llm"
-CAPABILITIES = (TEXT_TO_IMAGE, IMAGE_EDIT, VISION_CHAT, TEXT_LLM)
 
 
 @dataclass
@@ -87,6 +87,20 @@ class ChatResponse:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+# Servings made in this process: a Python-API pipeline checks them all before its first step, as
+# the CLI does, since DataFlow-MM-shaped scripts make their servings before running any operator.
+_CREATED: weakref.WeakSet = weakref.WeakSet()
+
+
+def check_servings(servings: Any = None) -> None:
+    """Call :meth:`Serving.check` once on each of ``servings`` (default: every serving made in this
+    process so far) that was not checked yet."""
+    for serving in list(_CREATED if servings is None else servings):
+        if not getattr(serving, "_checked", False):
+            serving.check()
+            serving._checked = True
+
+
 ImagesOrError = Union[list[GeneratedImage], Exception]
 ChatOrError = Union[ChatResponse, Exception]
 
@@ -112,6 +126,7 @@ class Serving:
 
     def __init__(self, **options: Any):
         self.config = resolve_options(self.options, options, owner=f"serving {self.name}")
+        _CREATED.add(self)
 
     def identity(self) -> dict[str, Any]:
         """What enters the step key: the serving's name, version and output-affecting options."""

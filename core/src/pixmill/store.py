@@ -6,8 +6,6 @@ import os
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Iterator
 
-from .options import Option
-
 # Called with (line number, raw text, error message) for a malformed input record that is skipped.
 BadLineHandler = Callable[[int, str, str], None]
 
@@ -28,7 +26,6 @@ class Store:
     name: ClassVar[str] = ""
     suffix: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    options: ClassVar[tuple[Option, ...]] = ()
 
     def write_part(self, path: Path, rows: list[dict]) -> None:
         raise NotImplementedError

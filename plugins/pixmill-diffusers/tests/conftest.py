@@ -45,11 +45,11 @@ class Run:
     def __init__(self, out: Path, results: list[Any]):
         self.out = out
         self.results = results
-        last = out / results[-1].folder
-        self.rows = sorted((r for p in sorted(last.glob("part-*.jsonl")) for r in read_rows(p)),
-                           key=lambda r: r["id"])
-        failed = last / "failed.jsonl"
-        self.failed = {f["id"]: f["reason"] for f in read_rows(failed)} if failed.exists() else {}
+        from pixmill import Run
+
+        last = Run(out).steps[-1]
+        self.rows = sorted(last.rows(), key=lambda r: r["id"])
+        self.failed = {f["id"]: f["reason"] for f in last.failures()}
         self.by_id = {r["id"]: r for r in self.rows}
 
     def image(self, rel: str) -> Any:

@@ -19,11 +19,11 @@ def test_text_to_image_with_scheduler_and_negative_prompt(tmp_path: Path, models
     run = h.run(tmp_path, rows, [("generate-images", sd(models, width=40, height=32, negative_key="neg",
                                                         scheduler="EulerDiscreteScheduler", batch_size=2))])
     assert not run.failed
-    a, b = run.by_id["a"]["image_meta"], run.by_id["b"]["image_meta"]
+    a, b = run.by_id["a"]["images_meta"][0], run.by_id["b"]["images_meta"][0]
     assert a["pipeline"] == "StableDiffusionPipeline" and a["scheduler"] == "EulerDiscreteScheduler"
     assert a["negative_prompt"] == "blurry" and b["negative_prompt"] is None
     assert (a["width"], a["height"], a["steps"], a["guidance"]) == (40, 32, 2, 7.5)
-    assert run.image(run.by_id["a"]["image"]).size == (40, 32)
+    assert run.image(run.by_id["a"]["images"][0]).size == (40, 32)
 
 
 def test_bad_scheduler_fails_before_work(tmp_path: Path, models, h):
@@ -42,11 +42,11 @@ def test_image_to_image_and_inpainting(tmp_path: Path, models, h):
             {"id": "inp", "instruction": "a dark room", "images": "in.png", "mask": "mask.png"},
             {"id": "many", "instruction": "x", "images": ["in.png", "in.png"]}]
     run = h.run(tmp_path, rows, [("edit-images", sd(models, strength=0.6, mask_key="mask", batch_size=3))])
-    i2i, inp = run.by_id["i2i"]["edited_image_meta"], run.by_id["inp"]["edited_image_meta"]
+    i2i, inp = run.by_id["i2i"]["edited_images_meta"][0], run.by_id["inp"]["edited_images_meta"][0]
     assert i2i["task"] == "img2img" and i2i["pipeline"] == "StableDiffusionImg2ImgPipeline"
     assert inp["task"] == "inpaint" and inp["pipeline"] == "StableDiffusionInpaintPipeline"
     assert i2i["strength"] == 0.6 and (i2i["width"], i2i["height"]) == (48, 32)
-    assert run.image(run.by_id["inp"]["edited_image"]).size == (48, 32)
+    assert run.image(run.by_id["inp"]["edited_images"][0]).size == (48, 32)
     assert "takes exactly one" in run.failed["many"]
 
 
@@ -59,7 +59,7 @@ def test_lora_weights_and_scale_change_the_images(tmp_path: Path, models, h):
     full = h.run(tmp_path, rows, [("generate-images", sd(models, width=32, height=32, lora=str(lora)))], "full")
     off = h.run(tmp_path, rows, [("generate-images", sd(models, width=32, height=32, lora=str(lora),
                                                          lora_scale=0.0))], "off")
-    px = {name: h.pixels(r.image(r.by_id["a"]["image"])) for name, r in (("base", base), ("full", full), ("off", off))}
+    px = {name: h.pixels(r.image(r.by_id["a"]["images"][0])) for name, r in (("base", base), ("full", full), ("off", off))}
     assert np.abs(px["base"] - px["full"]).mean() > 1
     assert np.abs(px["base"] - px["off"]).max() <= 1, "scale 0 turns the LoRA off"
-    assert full.by_id["a"]["image_meta"]["lora_scale"] == 1.0
+    assert full.by_id["a"]["images_meta"][0]["lora_scale"] == 1.0

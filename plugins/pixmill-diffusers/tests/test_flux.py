@@ -22,17 +22,17 @@ def test_generate_images_writes_pngs_with_full_provenance(tmp_path: Path, models
     run = h.run(tmp_path, rows, [("generate-images", flux(models, guidance=4.0, batch_size=3))])
     assert not run.failed
     a = run.by_id["a"]
-    image = run.image(a["image"])
+    image = run.image(a["images"][0])
     assert image.size == (32, 32)
     assert h.pixels(image).std() > 5, "random weights still give a non-flat image"
-    meta = a["image_meta"]
+    meta = a["images_meta"][0]
     assert meta["serving"] == "flux" and meta["model"] == str(models["flux"])
     assert meta["dtype"] == "float32", "bf16 is resolved to fp32 on the CPU"
     assert (meta["steps"], meta["guidance"], meta["width"], meta["height"]) == (2, 4.0, 32, 32)
     assert meta["max_sequence_length"] == 512 and meta["prompt_truncated"] is False
     assert meta["prompt"] == "a red cat" and isinstance(meta["seed"], int)
-    assert [m["prompt"] for m in run.by_id["b"]["image_meta"]] == ["a dog", "a bird"]
-    assert run.by_id["c"]["image_meta"]["prompt"] == "a boat"
+    assert [m["prompt"] for m in run.by_id["b"]["images_meta"]] == ["a dog", "a bird"]
+    assert run.by_id["c"]["images_meta"][0]["prompt"] == "a boat"
 
 
 def test_batching_never_changes_pixels_and_rows_never_share_noise(tmp_path: Path, models, h):
@@ -40,32 +40,32 @@ def test_batching_never_changes_pixels_and_rows_never_share_noise(tmp_path: Path
     one = h.run(tmp_path, rows, [("generate-images", flux(models, batch_size=1))], "one")
     four = h.run(tmp_path, rows, [("generate-images", flux(models, batch_size=4))], "four")
     other_seed = h.run(tmp_path, rows[:1], [("generate-images", flux(models))], "other", seed=1)
-    imgs1 = [h.pixels(one.image(one.by_id[str(i)]["image"])) for i in range(4)]
-    imgs4 = [h.pixels(four.image(four.by_id[str(i)]["image"])) for i in range(4)]
+    imgs1 = [h.pixels(one.image(one.by_id[str(i)]["images"][0])) for i in range(4)]
+    imgs4 = [h.pixels(four.image(four.by_id[str(i)]["images"][0])) for i in range(4)]
     for a, b in zip(imgs1, imgs4, strict=True):
         assert np.abs(a - b).max() <= 1, "the same row gives the same image at batch size 1 and 4"
     assert np.abs(imgs1[0] - imgs1[1]).mean() > 5, "two rows with the same prompt get different noise"
-    assert np.abs(imgs1[0] - h.pixels(other_seed.image(other_seed.by_id["0"]["image"]))).mean() > 5
+    assert np.abs(imgs1[0] - h.pixels(other_seed.image(other_seed.by_id["0"]["images"][0]))).mean() > 5
 
 
 def test_images_per_prompt_and_serving_default(tmp_path: Path, models, h):
     rows = [{"id": "a", "prompt": "a cat"}]
     run = h.run(tmp_path, rows, [("generate-images", flux(models, images_per_prompt=2))], "op")
-    assert len(run.by_id["a"]["image"]) == 2
-    seeds = [m["seed"] for m in run.by_id["a"]["image_meta"]]
+    assert len(run.by_id["a"]["images"]) == 2
+    seeds = [m["seed"] for m in run.by_id["a"]["images_meta"]]
     assert len(set(seeds)) == 2
     run2 = h.run(tmp_path, rows, [("generate-images", flux(models, num_images_per_prompt=3))], "serving")
-    assert len(run2.by_id["a"]["image"]) == 3
+    assert len(run2.by_id["a"]["images"]) == 3
     # Same run seed, row and index -> the first two images are the very same.
-    assert [m["seed"] for m in run2.by_id["a"]["image_meta"][:2]] == seeds
+    assert [m["seed"] for m in run2.by_id["a"]["images_meta"][:2]] == seeds
 
 
 def test_sizes_round_to_multiples_of_16_with_a_warning(tmp_path: Path, models, h, caplog):
     caplog.set_level(logging.WARNING, logger="pixmill.diffusers")
     run = h.run(tmp_path, [{"id": "a", "prompt": "x"}], [("generate-images", flux(models, width=50, height=40))])
-    meta = run.by_id["a"]["image_meta"]
+    meta = run.by_id["a"]["images_meta"][0]
     assert (meta["width"], meta["height"]) == (48, 48)
-    assert run.image(run.by_id["a"]["image"]).size == (48, 48)
+    assert run.image(run.by_id["a"]["images"][0]).size == (48, 48)
     assert "width 50 is not a multiple of 16: using 48" in caplog.text
 
 
@@ -74,10 +74,10 @@ def test_long_prompts_are_truncated_with_a_warning_and_recorded(tmp_path: Path, 
     long = "a very long prompt about a cat sitting on a mat"
     rows = [{"id": "long", "prompt": long}, {"id": "short", "prompt": "cat"}, {"id": "empty", "prompt": ""}]
     run = h.run(tmp_path, rows, [("generate-images", flux(models, max_sequence_length=8, batch_size=3))])
-    meta = run.by_id["long"]["image_meta"]
+    meta = run.by_id["long"]["images_meta"][0]
     assert meta["prompt_truncated"] is True and meta["max_sequence_length"] == 8
     assert meta["prompt"] == "a very lo", "the exact text the encoder saw (7 tokens + end token)"
-    assert run.by_id["short"]["image_meta"]["prompt_truncated"] is False
+    assert run.by_id["short"]["images_meta"][0]["prompt_truncated"] is False
     assert "truncated" in caplog.text
     assert "empty prompt" in run.failed["empty"], "an empty prompt fails its row, the batch goes on"
 
@@ -105,8 +105,8 @@ def test_local_dir_keeps_one_folder_per_model(tmp_path: Path, models, h):
     shutil.copytree(models["flux"], local / "acme--tiny-flux@v1")
     run = h.run(tmp_path, [{"id": "a", "prompt": "x"}], [("generate-images", {
         "serving": "flux", "model": "acme/tiny-flux", "revision": "v1", "local_dir": str(local), **FAST})])
-    assert run.by_id["a"]["image_meta"]["model"] == "acme/tiny-flux"
-    assert run.by_id["a"]["image_meta"]["revision"] == "v1"
+    assert run.by_id["a"]["images_meta"][0]["model"] == "acme/tiny-flux"
+    assert run.by_id["a"]["images_meta"][0]["revision"] == "v1"
     with pytest.raises(ConfigError, match="is not in"):  # another revision is another folder
         h.run(tmp_path, [{"prompt": "x"}], [("generate-images", {
             "serving": "flux", "model": "acme/tiny-flux", "revision": "v2", "local_dir": str(local)})], "v2")
@@ -121,14 +121,14 @@ def test_memory_options_and_lora(tmp_path: Path, models, h, caplog):
     caplog.set_level(logging.WARNING, logger="pixmill.diffusers")
     saving = h.run(tmp_path, rows, [("generate-images", flux(models, vae_slicing=True, cpu_offload=True))], "saving")
     assert "need a GPU: ignored on the CPU" in caplog.text
-    base = h.pixels(plain.image(plain.by_id["a"]["image"]))
-    assert np.abs(base - h.pixels(saving.image(saving.by_id["a"]["image"]))).max() <= 1
+    base = h.pixels(plain.image(plain.by_id["a"]["images"][0]))
+    assert np.abs(base - h.pixels(saving.image(saving.by_id["a"]["images"][0]))).max() <= 1
     tiled = h.run(tmp_path, rows, [("generate-images", flux(models, vae_tiling=True))], "tiled")
-    assert tiled.image(tiled.by_id["a"]["image"]).size == (32, 32)
+    assert tiled.image(tiled.by_id["a"]["images"][0]).size == (32, 32)
     with_lora = h.run(tmp_path, rows, [("generate-images", flux(models, lora=str(lora), lora_scale=0.8))], "lora")
-    meta = with_lora.by_id["a"]["image_meta"]
+    meta = with_lora.by_id["a"]["images_meta"][0]
     assert meta["lora"] == str(lora) and meta["lora_scale"] == 0.8
-    assert np.abs(base - h.pixels(with_lora.image(with_lora.by_id["a"]["image"]))).mean() > 1, "LoRA changes the image"
+    assert np.abs(base - h.pixels(with_lora.image(with_lora.by_id["a"]["images"][0]))).mean() > 1, "LoRA changes the image"
 
 
 def test_compile_runs_the_compiled_denoiser(tmp_path: Path, models, h, monkeypatch, caplog):
@@ -140,8 +140,8 @@ def test_compile_runs_the_compiled_denoiser(tmp_path: Path, models, h, monkeypat
     caplog.set_level(logging.INFO, logger="pixmill.diffusers")
     compiled = h.run(tmp_path, rows, [("generate-images", flux(models, compile=True))], "compiled")
     assert "compiled the transformer (backend eager)" in caplog.text
-    a = h.pixels(plain.image(plain.by_id["a"]["image"]))
-    b = h.pixels(compiled.image(compiled.by_id["a"]["image"]))
+    a = h.pixels(plain.image(plain.by_id["a"]["images"][0]))
+    b = h.pixels(compiled.image(compiled.by_id["a"]["images"][0]))
     assert np.abs(a - b).max() <= 2
 
 
@@ -151,8 +151,8 @@ def test_two_cpu_worker_processes_share_the_queue(tmp_path: Path, models, h):
     multi = h.run(tmp_path, rows, [("generate-images", flux(models, devices="cpu,cpu"))], "multi")
     assert not multi.failed and len(multi.rows) == 6
     for i in range(6):
-        a = h.pixels(single.image(single.by_id[str(i)]["image"]))
-        b = h.pixels(multi.image(multi.by_id[str(i)]["image"]))
+        a = h.pixels(single.image(single.by_id[str(i)]["images"][0]))
+        b = h.pixels(multi.image(multi.by_id[str(i)]["images"][0]))
         assert np.abs(a - b).max() <= 1, "a worker process makes the same pixels as the main process"
 
 
@@ -181,6 +181,6 @@ def cuda():
 def test_gpu_bf16_offload_and_all_gpus(tmp_path: Path, models, h, cuda):
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(2 * cuda.cuda.device_count())]
     run = h.run(tmp_path, rows, [("generate-images", flux(models, cpu_offload=True))])
-    assert not run.failed and run.by_id["0"]["image_meta"]["dtype"] == "bfloat16"
+    assert not run.failed and run.by_id["0"]["images_meta"][0]["dtype"] == "bfloat16"
     run = h.run(tmp_path, rows, [("generate-images", flux(models, sequential_offload=True))], "seq")
     assert not run.failed

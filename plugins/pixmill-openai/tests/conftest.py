@@ -34,9 +34,9 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def _step_rows(run: Path, index: int) -> list[dict]:
-    folder = sorted(Path(run).glob(f"{index:02d}-*"))[0]
-    return [json.loads(line) for part in sorted(folder.glob("part-*"))
-            for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from pixmill import Run
+
+    return list(Run(run).rows(step=index))
 
 
 def _failed_rows(run: Path, index: int) -> list[dict]:

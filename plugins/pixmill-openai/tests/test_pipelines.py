@@ -33,9 +33,9 @@ def test_text_to_image_by_api_through_the_cli(tmp_path, server, util):
     rows = {r["id"]: r for r in util.step_rows(out, 1)}
     assert set(rows) == {"lighthouse", "market", "teapot", "fox"}
     teapot = rows["teapot"]
-    assert len(teapot["image"]) == 2 and teapot["image_meta"][0]["prompt"].startswith("a cast-iron teapot")
-    data = (out / teapot["image"][1]).read_bytes()
-    assert data == server.make_image(teapot["image_meta"][1]["prompt"], 1, (64, 48))  # saved as sent
+    assert len(teapot["images"]) == 2 and teapot["images_meta"][0]["prompt"].startswith("a cast-iron teapot")
+    data = (out / teapot["images"][1]).read_bytes()
+    assert data == server.make_image(teapot["images_meta"][1]["prompt"], 1, (64, 48))  # saved as sent
     assert all(r.body["n"] == 2 and r.body["size"] == "64x48" for r in server.requests)
     # rerun: cached, no request
     n = len(server.requests)
@@ -53,8 +53,8 @@ def test_editing_by_api_through_the_python_api(tmp_path, server):
         rows = storage.read()
     assert (result.done, result.failed) == (3, 0)
     for row in rows:
-        assert Image.open(tmp_path / "edit" / row["edited_image"]).format == "PNG"
-        assert row["edited_image_meta"]["quality"] == "low"
+        assert Image.open(tmp_path / "edit" / row["edited_images"][0]).format == "PNG"
+        assert row["edited_images_meta"][0]["quality"] == "low"
     assert all(r.endpoint == "images/edits" and r.image_parts == 1 for r in server.requests)
     sent = Image.open(io.BytesIO(server.requests_for("steam")[0].images[0]))
     assert sent.size == Image.open(EXAMPLES / "images" / "blue_mug.png").size
@@ -65,7 +65,7 @@ def test_inpainting_with_a_mask(tmp_path, server, util, monkeypatch):
     spec = example_spec("inpaint_openai.yaml", server, tmp_path)
     run_pipeline(spec)
     [row] = util.step_rows(tmp_path / "inpaint_openai", 1)
-    assert row["edited_image_meta"]["mask"] is True
+    assert row["edited_images_meta"][0]["mask"] is True
     mask = Image.open(io.BytesIO(server.requests[-1].mask))
     assert mask.getpixel((128, 128))[3] == 0 and mask.getpixel((5, 5))[3] == 255
 
@@ -111,7 +111,7 @@ def test_categories_file_example_through_the_cli(tmp_path, server, util):
     ball = sorted((r for r in rows if r["id"].startswith("ball/")), key=lambda r: int(r["id"].split("/")[1]))
     cats = [r["category"] for r in ball]
     assert cats == ["replace"] * 3 + ["add"] * 2 + ["remove"] * 2 + ["style"] + ["background"] * 2
-    assert all(r["edited_image"].endswith(".png") for r in rows)
+    assert all(r["edited_images"][0].endswith(".png") for r in rows)
 
 
 def example_spec(name: str, server, tmp_path: Path) -> PipelineSpec:

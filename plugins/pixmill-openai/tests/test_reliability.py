@@ -137,4 +137,4 @@ def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path, util):
     ids = [r["id"] for r in rows]
     assert sorted(ids) == sorted(by_prompt) and len(ids) == len(set(ids))  # every row exactly once
     for row in rows:
-        assert (out / row["image"]).is_file()
+        assert (out / row["images"][0]).is_file()

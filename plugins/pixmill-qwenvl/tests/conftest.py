@@ -31,9 +31,9 @@ def run_steps(tmp_path):
 
 
 def step_rows(out: Path, result) -> dict[str, dict]:
-    folder = out / result.folder
-    rows = [json.loads(line) for p in sorted(folder.glob("part-*.jsonl")) for line in p.read_text().splitlines() if line]
-    return {r["id"]: r for r in rows}
+    from pixmill import Run
+
+    return {r["id"]: r for r in Run(out).rows(step=result.index)}
 
 
 def step_failures(out: Path, result) -> dict[str, str]:

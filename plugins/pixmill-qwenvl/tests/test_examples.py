@@ -3,10 +3,10 @@ against an OpenAI-compatible server standing in for `vllm serve`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from pixmill import Run
 from pixmill.pipeline import PipelineSpec, build_operator, run_pipeline
 from pixmill.plugins import get_registry
 from pixmill.testing.openai_server import FakeOpenAIServer
@@ -54,8 +54,7 @@ def test_evaluation_example_runs_end_to_end(tmp_path):
         spec.out = tmp_path / "run"
         results = run_pipeline(spec)
     assert [r.failed for r in results] == [0] * len(results)
-    last = spec.out / results[-1].folder
-    rows = {r["id"]: r for p in last.glob("part-*.jsonl") for r in map(json.loads, p.read_text().splitlines())}
+    rows = {r["id"]: r for r in Run(spec.out).rows()}
     assert sorted(rows) == ["circle", "square"]  # the mismatch was filtered out
     circle = rows["circle"]
     assert circle["scores"]["overall"] == 8.5 and circle["vqa"]["vqascore"] == 1.0

@@ -14,13 +14,15 @@ from .. import __version__
 from ..errors import PixmillError
 
 # Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
-_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys")
+_COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys", "gc")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pixmill")
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
-def cli(verbose: int) -> None:
+@click.option("--plugins-dir", "plugins_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="load each *.py file in this folder as a plugin (also PIXMILL_PLUGINS_DIR)")
+def cli(verbose: int, plugins_dirs: tuple[str, ...]) -> None:
     """pixmill: turn prompts into image datasets.
 
     A pipeline is a chain of operators run over rows (JSONL or Parquet); every step is cached,
@@ -41,12 +43,23 @@ def build_cli() -> click.Group:
     return cli
 
 
+def _plugins_dirs_first(argv: list[str]) -> None:
+    """``--plugins-dir`` must act before the registry loads (the commands come from plugins)."""
+    dirs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--plugins-dir"]
+    dirs += [a.split("=", 1)[1] for a in argv if a.startswith("--plugins-dir=")]
+    if dirs:
+        os.environ["PIXMILL_PLUGINS_DIR"] = os.pathsep.join([*dirs, os.environ.get("PIXMILL_PLUGINS_DIR", "")]).strip(os.pathsep)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors, tracebacks only with PIXMILL_DEBUG=1."""
     debug = os.environ.get("PIXMILL_DEBUG", "") not in ("", "0")
+    _plugins_dirs_first(sys.argv[1:] if argv is None else argv)
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="pixmill", standalone_mode=False)
+        code = group.main(args=argv, prog_name="pixmill", standalone_mode=False)
+        if isinstance(code, int):  # click returns ctx.exit()'s code instead of exiting
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

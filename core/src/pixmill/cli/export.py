@@ -10,12 +10,12 @@ import click
 from ..errors import ConfigError
 from ..exporting import FORMATS
 from ..plugins import get_registry
-from ..run_folder import RunFolder
+from ..run import Run
 
 
 def export_rows(run_dir: Path, to: Path) -> int:
     """Write the rows of the run's last step to ``to`` (format from its suffix). Returns the count."""
-    steps = RunFolder(run_dir).steps()
+    steps = Run(run_dir).steps
     if not steps:
         raise ConfigError(f"run {run_dir} has no steps", "run a pipeline into it first")
     last = steps[-1]
@@ -25,7 +25,7 @@ def export_rows(run_dir: Path, to: Path) -> int:
         raise ConfigError(f"cannot export to {to}: no store writes {to.suffix or 'extension-less'} files",
                           f"use one of: {suffixes}")
     to.parent.mkdir(parents=True, exist_ok=True)
-    return store_cls().write_file(to, last.iter_rows())
+    return store_cls().write_file(to, last.rows())
 
 
 def _parse_size(text: str) -> int:

@@ -9,25 +9,26 @@ from ..options import Option
 _CLICK_TYPES = {str: click.STRING, int: click.INT, float: click.FLOAT, dict: click.STRING}
 
 
-def click_option(opt: Option, help_prefix: str = "", loose_type: bool = False) -> click.Option:
-    """A click option for a declared option. Defaults stay ``None`` so that only what the user
-    typed is passed on, and the owner's own default applies otherwise."""
+def click_option(opt: Option, help_prefix: str = "", flag: str | None = None, dest: str | None = None) -> click.Option:
+    """A click option for a declared option (``flag`` and ``dest`` default to the option's own).
+    Defaults stay ``None`` so that only what the user typed is passed on, and the owner's own
+    default applies otherwise."""
+    flag = flag or opt.flag
+    dest = dest or opt.name
     help_text = f"{help_prefix}{opt.help}"
     if opt.default not in (None, "", [], {}) and not opt.secret:
         help_text += f"  [default: {opt.default}]"
     if opt.required:
         help_text += "  [required]"
     if opt.type is bool:
-        return click.Option([f"{opt.flag}/--no-{opt.flag[2:]}", opt.name], default=None, help=help_text)
+        return click.Option([f"{flag}/--no-{flag[2:]}", dest], default=None, help=help_text)
     if opt.type is list:
-        return click.Option([opt.flag, opt.name], multiple=True, default=None, help=help_text + "  (repeat or comma-separate)")
+        return click.Option([flag, dest], multiple=True, default=None, help=help_text + "  (repeat or comma-separate)")
     kind: click.ParamType = _CLICK_TYPES[opt.type]
-    if opt.choices and not loose_type:
+    if opt.choices:
         kind = click.Choice([str(c) for c in opt.choices])
-    elif loose_type:
-        kind = click.STRING
     metavar = opt.name.upper() if opt.type is not dict else "JSON"
-    return click.Option([opt.flag, opt.name], type=kind, default=None, help=help_text, metavar=metavar)
+    return click.Option([flag, dest], type=kind, default=None, help=help_text, metavar=metavar)
 
 
 def given(params: dict) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..run_folder import RunFolder
+from ..run import Run
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
@@ -25,7 +25,7 @@ def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
     """Per step: name, folder, complete, done, failed, rows, and failure reasons grouped by pattern
     (most frequent first), each with an example reason and example row ids."""
     steps = []
-    for folder in RunFolder(run_dir).steps():
+    for folder in (s.folder for s in Run(run_dir).steps):
         info = folder.info
         state = folder.load_state(with_ids=False)
         counts: Counter[str] = Counter()

@@ -17,9 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..fields import META_SUFFIX
 from ..rows import ID_KEY
 from ..store import atomic_replace, temp_path
-from .run_view import FAILED, FILTERED, META_SUFFIX, OK, RunView, ViewRow, image_paths, relpath
+from .run_view import FAILED, FILTERED, OK, RunView, ViewRow, image_paths, relpath
 from .thumbs import Thumbnailer, ThumbStats
 
 log = logging.getLogger("pixmill.gallery")

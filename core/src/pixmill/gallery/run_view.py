@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import ConfigError
+from ..fields import DISPLAY_TEXT_FIELDS
 from ..rows import ID_KEY, prompt_text
+from ..run import Run
 from ..run_folder import RunFolder, StepFolder, StepState
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Fields tried in order for the text shown as a row's prompt (edits: the instruction first).
-PROMPT_KEYS = ("instruction", "edit_instruction", "prompt", "conversations", "caption", "text", "question")
-META_SUFFIX = "_meta"  # provenance of `<image field>` lives in `<image field>_meta` (see pixmill.ops.images)
 
 OK, FAILED, FILTERED = "ok", "failed", "filtered"
 
@@ -121,7 +121,7 @@ class RunView:
                  score_key: str = "scores"):
         self.run_dir = Path(run_dir)
         self.run = RunFolder(self.run_dir)
-        self.steps: list[StepFolder] = self.run.steps()
+        self.steps: list[StepFolder] = [s.folder for s in Run(self.run_dir).steps]
         if not self.steps:
             raise ConfigError(f"run {self.run_dir} has no steps", "run a pipeline into it first")
         self.manifest = self.run.manifest
@@ -232,7 +232,7 @@ class RunView:
 
     def prompt_of(self, row: dict) -> tuple[str | None, str]:
         """(field, text) of the row's prompt or instruction."""
-        keys = (self.prompt_key,) if self.prompt_key else PROMPT_KEYS
+        keys = (self.prompt_key,) if self.prompt_key else DISPLAY_TEXT_FIELDS
         for key in keys:
             value = row.get(key) if key else None
             if value in (None, "", []):

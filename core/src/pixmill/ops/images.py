@@ -29,6 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
+from ..fields import (
+    EDITED_IMAGES,
+    GENERATED_IMAGES,
+    INSTRUCTION_FIELDS,
+    PROMPT_FIELDS,
+    SOURCE_IMAGES,
+    first_present,
+    meta_field,
+)
 from ..gallery.thumbs import write_sidecar
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
@@ -37,16 +46,16 @@ from ..serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, Im
 
 log = logging.getLogger("pixmill.ops.images")
 
-META_SUFFIX = "_meta"
 
 
-def _prompts(row: dict, key: str) -> tuple[list[str], bool]:
-    """The prompts of a row's field, and whether the field holds a list of prompts."""
-    value = get_field(row, key)
-    if value is None and key == "prompt" and "conversations" in row:
-        value = row["conversations"]  # a DataFlow-MM row: its conversation is the prompt
+def _prompts(row: dict, key: str | None, rule: tuple[str, ...]) -> tuple[list[str], bool]:
+    """The prompts of a row's field (``key``, else the first of ``rule`` the row has), and whether
+    the field holds a list of prompts."""
+    key = key or first_present(row, rule) or next((k for k in rule if k in row), None)
+    value = get_field(row, key) if key else None
     if value is None:
-        raise ValueError(f"field {key!r} is missing (set --input-key to the field that holds the prompt)")
+        wanted = f"field {key!r}" if key else "none of the fields " + ", ".join(rule)
+        raise ValueError(f"{wanted} holds a prompt (set --input-key to the field that holds it)")
     prompts = prompt_texts(value)
     is_list = isinstance(value, list) and all(isinstance(v, str) for v in value)
     if not prompts:
@@ -84,6 +93,8 @@ def save_image(image: GeneratedImage, path: Path) -> None:
         log.debug("no thumbnail for %s: %s", path, exc)
 
 
+LIST_FIELDS = (GENERATED_IMAGES, EDITED_IMAGES)
+
 # Options both image operators take (after their own input and output fields).
 _COMMON_OPTIONS = (
     Option("images_per_prompt", int, None, "images per prompt or instruction, each with its own seed "
@@ -96,6 +107,11 @@ class _ImageOperator(Operator):
     """What generate-images and edit-images share: seeds, saving, the output shape."""
 
     default_batch_size = 1
+    prompt_fields: tuple[str, ...] = PROMPT_FIELDS  # where the prompt is when --input-key is not set
+
+    def fields_read(self) -> list[tuple[str, ...]]:
+        key = self.config["input_key"]
+        return [(key,) if key else self.prompt_fields]
 
     @property
     def images_per_prompt(self) -> int:
@@ -123,7 +139,7 @@ class _ImageOperator(Operator):
         plans: list[Any] = []
         for row in rows:
             try:
-                prompts, as_list = _prompts(row, self.config["input_key"])
+                prompts, as_list = _prompts(row, self.config["input_key"], self.prompt_fields)
                 inputs = self._inputs(row, ctx)
             except ValueError as exc:
                 plans.append(Failed(str(exc)))
@@ -174,10 +190,11 @@ class _ImageOperator(Operator):
                 save_image(image, absolute)
                 paths.append(relative)
                 metas.append({**image.params, "index": index})
-            # A list field stays a list: DataFlow-MM inputs hold `"images": [""]` placeholders.
-            many = as_list or len(paths) > 1 or isinstance(row.get(out_key), list)
+            # The default fields are lists, as in DataFlow-MM (`"images": [""]` placeholders); so is
+            # a field that already held a list.
+            many = as_list or len(paths) > 1 or isinstance(row.get(out_key), list) or out_key in LIST_FIELDS
             outcomes.append({**row, out_key: paths if many else paths[0],
-                             out_key + META_SUFFIX: metas if many else metas[0]})
+                             meta_field(out_key): metas if many else metas[0]})
         return outcomes
 
 
@@ -199,9 +216,9 @@ class GenerateImages(_ImageOperator):
     description = "text-to-image with any text-to-image serving; writes PNGs into the run folder"
     capability = TEXT_TO_IMAGE
     options = (
-        Option("input_key", str, "prompt", "field holding the prompt: a string, a list of prompts, "
-               "or a DataFlow-MM conversations list"),
-        Option("output_key", str, "image", "field to write the image path (or list of paths) to; "
+        Option("input_key", str, None, "field holding the prompt: a string, a list of prompts, or a "
+               "DataFlow-MM conversations list (default: prompt, else conversations)"),
+        Option("output_key", str, GENERATED_IMAGES, "field to write the image paths to (a list); "
                "provenance goes to <output_key>_meta"),
         *_COMMON_OPTIONS,
     )
@@ -227,15 +244,20 @@ class EditImages(_ImageOperator):
     description = "edit images with any image-edit serving; writes PNGs into the run folder"
     capability = IMAGE_EDIT
     options = (
-        Option("input_key", str, "instruction", "field holding the edit instruction (string, list, or "
-               "DataFlow-MM conversations)"),
-        Option("image_key", str, "images", "field holding the reference image path, or a list of paths"),
+        Option("input_key", str, None, "field holding the edit instruction: a string, a list, or DataFlow-MM "
+               "conversations (default: instruction, else edit_instruction, conversations, prompt)"),
+        Option("image_key", str, SOURCE_IMAGES, "field holding the reference image path, or a list of paths"),
         Option("mask_key", str, None, "field holding a mask image path for inpainting (white = repaint); "
                "rows without one are edited without a mask"),
-        Option("output_key", str, "edited_image", "field to write the edited image path (or list) to; "
+        Option("output_key", str, EDITED_IMAGES, "field to write the edited image paths to (a list); "
                "provenance goes to <output_key>_meta"),
         *_COMMON_OPTIONS,
     )
+
+    prompt_fields = INSTRUCTION_FIELDS
+
+    def fields_read(self) -> list[tuple[str, ...]]:
+        return [*super().fields_read(), (self.config["image_key"],)]  # a mask is optional per row
 
     def _inputs(self, row: dict, ctx: StepContext) -> dict:
         return {"images": self._load_images(row, ctx), "mask": self._load_mask(row, ctx)}

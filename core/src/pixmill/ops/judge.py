@@ -12,6 +12,7 @@ from typing import Any
 
 from ..context import StepContext
 from ..errors import ConfigError, PixmillError, RowError
+from ..fields import PROMPT_FIELDS, RESULT_IMAGE_FIELDS, first_present, result_image_field
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_text, set_field
@@ -19,19 +20,24 @@ from ..rubrics import Rubric, load_rubric
 from ..rubrics.parse import JudgmentError, parse_judgment
 from ..serving import VISION_CHAT, ChatRequest, ChatResponse
 
+PROMPT_KEYS = (*PROMPT_FIELDS, "instruction")  # what was asked for, for a judge: the prompt first
 RAW_LIMIT = 600  # characters of an unparsable answer kept in the failure reason
-PROMPT_KEYS = ("prompt", "conversations", "instruction")
 VQA_QUESTION = 'Does this image show "{prompt}"? Please answer yes or no.'
 _YES = {"yes", "y"}
 _NO = {"no", "n"}
 
 
-def load_images(row: dict, key: str, ctx: StepContext, option: str = "--image-key") -> list[Any]:
-    """The PIL images (RGB) named by ``row[key]``, in order; a one-line RowError naming the fix
-    (``option`` is the flag that names the field)."""
+def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--image-key") -> list[Any]:
+    """The PIL images (RGB) named by ``row[key]`` (``key`` None: the row's result images, see
+    :mod:`pixmill.fields`), in order; a one-line RowError naming the fix (``option`` is the flag
+    that names the field)."""
     from PIL import Image, UnidentifiedImageError
 
     rid = row.get(ID_KEY, "?")
+    if key is None:
+        key = result_image_field(row)
+        if key is None:
+            raise RowError(f"row {rid}: no image in {', '.join(RESULT_IMAGE_FIELDS)}; pass {option} FIELD")
     value = get_field(row, key)
     if value is None:
         fields = ", ".join(k for k in row if k != ID_KEY)
@@ -68,6 +74,10 @@ class _VisionChatOperator(Operator):
     capability = VISION_CHAT
     default_batch_size = 16
 
+    def fields_read(self) -> list[tuple[str, ...]]:
+        key = self.config["image_key"]
+        return [(key,) if key else RESULT_IMAGE_FIELDS]
+
     def judge_info(self) -> dict[str, Any]:
         serving = self.serving
         if serving is None:
@@ -103,7 +113,8 @@ class Judge(_VisionChatOperator):
         Option("rubric", str, "t2i", "t2i, edit, multi-image, or a YAML rubric file (see docs/judging.md)"),
         Option("mode", str, "rubric", "rubric: JSON scores and rationale; vqascore: P(yes) from logprobs",
                choices=("rubric", "vqascore")),
-        Option("image_key", str, "image", "field with the image(s) to judge (a path or a list: all are shown, in order)"),
+        Option("image_key", str, None, "field with the image(s) to judge, a path or a list: all are shown, in "
+               "order (default: the row's newest images: edited_images, else images, else image)"),
         Option("prompt_key", str, None, "field with the prompt/instruction: a string or DataFlow-MM conversations "
                "(default: the first of prompt, conversations, instruction that the row has)"),
         Option("source_key", str, None, "field with the source/reference image(s), for the edit and multi-image rubrics"),
@@ -123,6 +134,11 @@ class Judge(_VisionChatOperator):
                     "pass --source-key FIELD (e.g. images) and --image-key FIELD for the result (e.g. edited_image)",
                 )
 
+    def fields_read(self) -> list[tuple[str, ...]]:
+        prompt = self.config["prompt_key"]
+        needed = [*super().fields_read(), (prompt,) if prompt else PROMPT_KEYS]
+        return needed + ([(self.config["source_key"],)] if self.config["source_key"] else [])
+
     def identity(self) -> dict[str, Any]:
         ident = super().identity()
         if self.rubric is not None:  # editing a rubric file recomputes the steps that used it
@@ -132,7 +148,7 @@ class Judge(_VisionChatOperator):
     def _prompt(self, row: dict) -> str:
         key = self.config["prompt_key"]
         if key is None:
-            key = next((k for k in PROMPT_KEYS if get_field(row, k) is not None), None)
+            key = first_present(row, PROMPT_KEYS)
             if key is None:
                 raise RowError(f"row {row.get(ID_KEY, '?')}: no prompt field ({', '.join(PROMPT_KEYS)}); "
                                "pass --prompt-key FIELD")
@@ -227,7 +243,8 @@ class Caption(_VisionChatOperator):
     version = "1"
     description = "describe each image with a VLM"
     options = (
-        Option("image_key", str, "image", "field with the image(s) to describe"),
+        Option("image_key", str, None, "field with the image(s) to describe (default: edited_images, else "
+               "images, else image)"),
         Option("prompt", str, "Describe this image in detail.", "what to ask about each image"),
         Option("output_key", str, "caption", "field to write the caption(s) to"),
         Option("max_tokens", int, 512, "longest caption, in tokens"),
@@ -255,7 +272,7 @@ class Caption(_VisionChatOperator):
                 outcomes[i] = Failed(f"caption: {serving_error(failed)}")
                 continue
             texts = [a.text.strip() for a in mine]  # type: ignore[union-attr]
-            single = not isinstance(get_field(rows[i], self.config["image_key"]), list) or count == 1
+            single = count == 1
             out = dict(rows[i])
             set_field(out, self.config["output_key"], texts[0] if single else texts)
             outcomes[i] = out

@@ -137,19 +137,20 @@ class GeneratePrompts(Operator):
                 if sep:
                     info["ratio"] = _ratio(weight, name)
                 spec[name] = info or None
-        if not spec:
-            spec = {name: None for name in builtin}
         if cfg["ratios"]:
+            # Ratios name the categories, replacing the built-in ones (with --categories or a
+            # categories file, they weight the listed ones; a file's unlisted name is a new one).
             if not isinstance(cfg["ratios"], dict):
                 raise ConfigError(f"{self.name}: --ratios must be a JSON object", 'pass --ratios \'{"replace": 0.5}\'')
-            unknown = set(cfg["ratios"]) - set(spec)
-            if unknown and cfg["categories"] is None and not cfg["categories_file"]:
-                spec = {name: None for name in cfg["ratios"]}
-            elif unknown:
-                raise ConfigError(f"{self.name}: --ratios names unknown category {sorted(unknown)[0]!r}",
-                                  f"use one of: {', '.join(spec)}")
+            unknown = sorted(set(cfg["ratios"]) - set(spec))
+            if unknown and cfg["categories"]:  # an explicit list: a name outside it is a typo
+                raise ConfigError(f"{self.name}: --ratios names unknown category {unknown[0]!r}",
+                                  f"use one of: {', '.join(spec)}, or add it to --categories")
             for name, weight in cfg["ratios"].items():
-                spec[name] = _ratio(weight, name)
+                info = spec.get(name)
+                spec[name] = {**info, "ratio": _ratio(weight, name)} if isinstance(info, dict) else _ratio(weight, name)
+        if not spec:
+            spec = {name: None for name in builtin}
         categories = []
         for name, value in spec.items():
             info = value if isinstance(value, dict) else {"ratio": value}

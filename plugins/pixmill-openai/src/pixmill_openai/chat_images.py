@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from pixmill.http import RequestError, http_options
@@ -13,6 +14,8 @@ from pixmill.serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedIma
 
 from .base import BATCH_OPTION, ImageHTTPServing
 from .parse import find_images, merge_stream
+
+log = logging.getLogger("pixmill.openai")
 
 
 class NoImageError(RequestError):
@@ -113,6 +116,7 @@ class OpenAIChatImageServing(ImageHTTPServing):
                 raise RequestError(f"the answer has no choices (model {cfg['model']})")
             message, finish = choices[0].get("message") or {}, choices[0].get("finish_reason")
             request_id = data.get("id")
+        log.debug("%s: request %s answered", self.name, request_id)  # logged, not in rows: runs repeat exactly
         refs, text = find_images(message)
         if not refs:
             said = text[:300] or "(no text)"
@@ -120,6 +124,6 @@ class OpenAIChatImageServing(ImageHTTPServing):
             raise NoImageError(f"no image in the answer{why}; the model said: {said}")
         data_bytes = refs[0] if isinstance(refs[0], bytes) else await self.fetch(refs[0])
         meta = self.provenance(request.prompt, seed=kwargs.get("seed"), reference_images=n_refs or None,
-                               request_id=request_id, text=text[:1000] or None,
+                               text=text[:1000] or None,
                                images_returned=len(refs) if len(refs) > 1 else None)
         return self.to_image(data_bytes, meta)

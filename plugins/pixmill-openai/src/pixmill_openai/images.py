@@ -132,7 +132,8 @@ class OpenAIImagesServing(ImageHTTPServing):
             raise RequestError(f"the API answered with no image (model {self.config['model']})")
         if len(items) < n:
             log.warning("%s: asked for %d images, got %d", self.name, n, len(items))
-        request_id = getattr(response, "_request_id", None)
+        # The provider's request id is logged, not recorded: rows stay the same from run to run.
+        log.debug("%s: request %s answered", self.name, getattr(response, "_request_id", None))
         shown = {k: v for k, v in params.items() if k != "mask"}
         out = []
         for item in items:
@@ -144,7 +145,7 @@ class OpenAIImagesServing(ImageHTTPServing):
                 data = await self.fetch(item.url)
             else:
                 raise RequestError("an image in the answer has neither b64_json nor url")
-            meta = self.provenance(prompt, **shown, request_id=request_id,
+            meta = self.provenance(prompt, **shown,
                                    revised_prompt=getattr(item, "revised_prompt", None), **extra)
             out.append(self.to_image(data, meta))
         return out

@@ -1,0 +1,54 @@
+"""Import rules read from the code's own imports: no module reaches around a layer."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from helpers import REPO
+
+CORE = REPO / "core" / "src" / "pixmill"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports (relative imports resolved against the pixmill package)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = ".".join(path.relative_to(CORE.parent).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_runner_and_the_run_folder_import_no_plugin_and_not_the_registry():
+    for name in ("runner.py", "run_folder.py"):
+        mods = imported_modules(CORE / name)
+        reached = sorted(m for m in mods if m.startswith(("pixmill.plugins", "pixmill.builtins", "pixmill_")))
+        assert not reached, f"{name} reaches around its layer: {reached}"
+
+
+def test_the_core_imports_no_plugin():
+    for path in CORE.rglob("*.py"):
+        mods = imported_modules(path)
+        assert not [m for m in mods if m.startswith("pixmill_")], f"{path.relative_to(REPO)} imports a plugin"
+
+
+def test_only_the_run_folder_knows_part_files():
+    offenders = []
+    for root in (REPO / "core", REPO / "plugins", REPO / "tests", REPO / "bench", REPO / "example_data"):
+        for path in root.rglob("*.py"):
+            if path.name in ("run_folder.py", "store_contract.py", "test_layers.py") or ".venv" in path.parts:
+                continue
+            text = path.read_text(encoding="utf-8")
+            if 'glob("part-' in text or "glob('part-" in text or 'rglob("part-' in text:
+                offenders.append(str(path.relative_to(REPO)))
+    assert not offenders, f"read parts through pixmill.Run instead: {offenders}"
