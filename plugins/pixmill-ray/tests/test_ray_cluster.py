@@ -61,7 +61,7 @@ def test_batches_run_on_both_nodes_and_a_removed_node_loses_nothing(tmp_path, rt
     remover.start()
     with Storage(input=inp, out=out, executor="ray",
                  executor_options={"replicas": 2, "cpus_per_replica": 1}) as st:
-        result = GenerateImages(serving=RayPaint(delay=0.5), batch_size=2).run(st.step())
+        result = GenerateImages(serving=RayPaint(delay=0.5), batch_size=2, output_key="image").run(st.step())
     remover.join(timeout=5)
     made = rt.step_rows(out)
     assert result.failed == 0 and not rt.step_failed(out)

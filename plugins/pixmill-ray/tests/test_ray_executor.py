@@ -37,7 +37,7 @@ def run(tmp_path: Path, rt, rows: list[dict], op, name: str, executor: str = "ra
 
 def test_same_rows_and_pixels_as_the_local_executor_made_by_other_processes(tmp_path, rt, local_ray):
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(10)] + [{"id": "r", "prompt": "refuse"}]
-    op = GenerateImages(serving=paint(delay=0.2), batch_size=2)
+    op = GenerateImages(serving=paint(delay=0.2), batch_size=2, output_key="image")
     local, local_failed, out1, _ = run(tmp_path, rt, rows, op, "local", executor="local")
     remote, remote_failed, out2, ex = run(tmp_path, rt, rows, op, "ray", runtime_env={"env_vars": {"HF_TOKEN": "hf_x"}})
     assert ex.actors_started == 2
@@ -55,13 +55,13 @@ def test_same_rows_and_pixels_as_the_local_executor_made_by_other_processes(tmp_
 
 def test_a_killed_worker_fails_only_its_batch_and_retry_failed_completes_it(tmp_path, rt, local_ray):
     rows = [{"id": str(i), "prompt": "boom" if i == 5 else f"prompt {i}"} for i in range(12)]
-    done, failed, out, ex = run(tmp_path, rt, rows, GenerateImages(serving=paint(die_on="boom"), batch_size=2), "kill")
+    done, failed, out, ex = run(tmp_path, rt, rows, GenerateImages(serving=paint(die_on="boom"), batch_size=2, output_key="image"), "kill")
     assert set(failed) == {"4", "5"}, "only the batch holding the fatal row fails"
     assert "died while running this batch of 2 rows" in failed["4"]
     assert len(done) == 10
     assert ex.actors_started == 3, "a replacement actor started"
     # die_on is not part of the step key: the same step, now with a healthy serving, retries them.
-    done2, failed2, _, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2), "kill",
+    done2, failed2, _, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2, output_key="image"), "kill",
                                retry_failed=True)
     assert not failed2 and sorted(int(r["id"]) for r in done2) == list(range(12))
 
@@ -79,7 +79,7 @@ def test_the_executor_reads_batches_lazily(tmp_path, local_ray):
             yield [{"id": str(i), "prompt": f"p{i}"}]
 
     ex = RayExecutor(replicas=2, cpus_per_replica=0.5, prefetch=1)
-    stream = ex.map(StepTask(GenerateImages(serving=paint(delay=0.05)), ctx), batches())
+    stream = ex.map(StepTask(GenerateImages(serving=paint(delay=0.05), output_key="image"), ctx), batches())
     next(stream)
     # Two replicas, each running one batch with one more queued, and the one just refilled.
     assert len(read) <= 2 * (1 + 1) + 1
@@ -96,8 +96,8 @@ def test_http_and_model_free_steps_start_no_actors(tmp_path, rt, local_ray):
     with FakeOpenAIServer() as server, Storage(input=inp, out=tmp_path / "out", executor="ray",
                                                executor_options=RAY) as st:
         Filter(where="n < 4").run(st.step())
-        GenerateImages(serving=get_serving("openai-images", base_url=server.url, api_key="k")).run(st.step())
-        GenerateImages(serving=paint(local=True)).run(st.step())
+        GenerateImages(serving=get_serving("openai-images", base_url=server.url, api_key="k"), output_key="image").run(st.step())
+        GenerateImages(serving=paint(local=True), output_key="image").run(st.step())
         assert st._runner.executor.actors_started == 0
         made = list(st.rows())
     assert len(made) == 4 and all(r["image_meta"]["pid"] == os.getpid() for r in made)
@@ -111,7 +111,7 @@ def test_a_replica_that_cannot_load_stops_the_step_with_the_reason(tmp_path, rt,
 
 def test_an_actor_ray_cannot_place_fails_naming_the_resources(tmp_path, rt, local_ray):
     rows = [{"id": "0", "prompt": "p"}]
-    op = GenerateImages(serving=paint(), batch_size=1)
+    op = GenerateImages(serving=paint(), batch_size=1, output_key="image")
     with pytest.raises(PixmillError, match="Ray could not place a replica .* asks for 0 GPUs and 64 CPUs"):
         run(tmp_path, rt, rows, op, "place", replicas=1, cpus_per_replica=64, placement_timeout=2)
 
@@ -128,7 +128,7 @@ from pixmill.ops.images import GenerateImages
 with Storage(input={inp!r}, out={out!r}, executor="ray",
              executor_options={{"address": {address!r}, "replicas": 2, "cpus_per_replica": 0.5,
                                "runtime_env": {env!r}}}) as st:
-    GenerateImages(serving=RayPaint(delay={delay}), batch_size=2).run(st.step())
+    GenerateImages(serving=RayPaint(delay={delay}), batch_size=2, output_key="image").run(st.step())
 """
 
 
@@ -185,7 +185,7 @@ def test_kill_9_of_the_driver_mid_step_then_rerun_gives_the_uninterrupted_output
     assert sorted(resumed, key=int) == [str(i) for i in range(24)], "every row exactly once"
     assert all(resumed[i]["image_meta"]["pid"] == pid for i, pid in before.items()), "committed rows kept"
     rows = rt.read_rows(tmp_path / "in.jsonl")
-    uninterrupted, _, clean, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2), "clean",
+    uninterrupted, _, clean, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2, output_key="image"), "clean",
                                      executor="local")
     for r in uninterrupted:
         assert resumed[r["id"]]["image"] == r["image"]

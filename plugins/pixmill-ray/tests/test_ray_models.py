@@ -23,11 +23,13 @@ def _steps(models, edit: bool) -> list:
     from pixmill.pipeline import StepSpec
 
     steps = [StepSpec("generate-images", {"serving": "flux", "model": str(models["flux"]), "width": 32,
-                                          "height": 32, "steps": 2, "devices": "cpu", "batch_size": 2})]
+                                          "height": 32, "steps": 2, "devices": "cpu", "batch_size": 2,
+                                          "output_key": "image"})]
     if edit:
         steps.append(StepSpec("edit-images", {"serving": "flux-kontext", "model": str(models["flux-kontext"]),
                                               "input_key": "prompt", "image_key": "image", "steps": 2,
-                                              "max_area": 32 * 32, "devices": "cpu", "batch_size": 2}))
+                                              "max_area": 32 * 32, "devices": "cpu", "batch_size": 2,
+                                              "output_key": "edited_image"}))
     return steps
 
 
