@@ -59,14 +59,16 @@ def _shutdown_ray_at_the_end():
 
 
 def step_rows(out: Path, index: int = 1) -> list[dict]:
-    folder = sorted(Path(out).glob(f"{index:02d}-*"))[0]
-    return [r for p in sorted(folder.glob("part-*.jsonl")) for r in read_jsonl(p)]
+    """The committed rows of step ``index``, read as users read them (pixmill.Run)."""
+    from pixmill import Run
+
+    return list(Run(out).rows(step=index))
 
 
 def step_failed(out: Path, index: int = 1) -> dict[str, str]:
-    folder = sorted(Path(out).glob(f"{index:02d}-*"))[0]
-    path = folder / "failed.jsonl"
-    return {f["id"]: f["reason"] for f in read_jsonl(path)} if path.exists() else {}
+    from pixmill import Run
+
+    return {f["id"]: f["reason"] for f in Run(out).steps[index].failures()}
 
 
 def pixels(path: Path) -> bytes:
