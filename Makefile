@@ -17,6 +17,9 @@ $(STAMP): core/pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements-
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -e core $(foreach p,$(PLUGINS),-e $(p))
+	# spandrel (the esrgan serving's loader) declares torchvision, which its upscalers never use and
+	# which must not sit beside a CPU torch: install it without its declared dependencies.
+	$(BIN)/python -m pip install -q --no-deps "spandrel==0.4.2"
 	touch $@
 
 # Headless Chromium for the gallery's browser tests (Debian's package: no browser download).

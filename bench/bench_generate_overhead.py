@@ -52,26 +52,39 @@ def pixmill_run(model: Path, inp: Path, batch: int, out: Path, size: int, steps:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+def tiny_flux_args(description: str, prompts: int) -> argparse.ArgumentParser:
+    """The options every tiny-FLUX benchmark takes; logging quietened for a clean figure."""
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    from pixmill.rows import derive_seed
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--prompts", type=int, default=prompts)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    return parser
+
+
+def tiny_flux_inputs(root: Path, n: int) -> tuple[Path, list[str], Path]:
+    """A tiny FLUX pipeline folder under ``root``, ``n`` prompts and their input file."""
     from pixmill_diffusers.tiny import make_tiny
+
+    model = make_tiny(root / "flux", "flux")
+    prompts = [f"a photo of object number {i}" for i in range(n)]
+    inp = root / "prompts.jsonl"
+    inp.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    return model, prompts, inp
+
+
+def main() -> None:
+    parser = tiny_flux_args(__doc__.splitlines()[0], 256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    from pixmill.rows import derive_seed
 
     with tempfile.TemporaryDirectory(prefix="pixmill-bench-") as tmp:
         root = Path(tmp)
-        model = make_tiny(root / "flux", "flux")
-        prompts = [f"a photo of object number {i}" for i in range(args.prompts)]
-        inp = root / "prompts.jsonl"
-        inp.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+        model, prompts, inp = tiny_flux_inputs(root, args.prompts)
         seeds = [derive_seed(0, str(i), 0) for i in range(args.prompts)]  # the ids pixmill gives these rows
         t_bare, t_pix = [], []
         for r in range(args.rounds):

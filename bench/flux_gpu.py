@@ -3,15 +3,21 @@
 The FLUX.1-dev transformer (19 double + 38 single blocks, 24 heads x 128), the T5-XXL and CLIP-L
 text encoders and the 16-channel FLUX VAE are built from their real configs with random weights,
 in bf16 on the GPU: the arithmetic is the real model's, so the timings are too (the images are
-noise). Prints one comparable line per variant:
+noise). Prints one table, a row per variant, with seconds per image, the ratio to plain diffusers,
+peak GPU memory, and the mean absolute pixel difference (0..255) of the first image against pixmill
+eager, so the quality cost of an option is visible next to its speed:
 
 - plain diffusers: FluxPipeline called in a loop
 - pixmill eager: the generate-images operator over the flux serving (seeds, provenance, PNGs)
-- pixmill compile: the same with ``compile`` (regional torch.compile of the transformer)
-- pixmill batch 1/2/4: images per pipeline call
+- pixmill batch 2 / 4: images per pipeline call
+- each speed option of the flux serving alone: --fuse-qkv, --channels-last-vae,
+  --first-block-cache 0.08
+- pixmill --compile (regional torch.compile), then --compile-mode max-autotune-no-cudagraphs
+- --quantize fp8 (torchao) with --compile: CUDA GPUs of compute capability 8.9+ only
 
-    python bench/flux_gpu.py                 # needs a CUDA GPU with ~40 GB free
+    python bench/flux_gpu.py                 # needs a CUDA GPU with ~40 GB free (H100/H200: ~15 min)
     python bench/flux_gpu.py --tiny          # tiny configs on the CPU: checks the script itself
+    python bench/flux_gpu.py --only eager,fp8   # a subset of the variants (names as in the table)
 """
 
 from __future__ import annotations
@@ -93,39 +99,98 @@ def time_plain(pipe: Any, prompts: list[str], size: int, steps: int, device: str
     return (time.perf_counter() - started) / len(prompts)
 
 
-def pixmill_operator(pipe: Any, size: int, steps: int, device: str, dtype: str, compile: bool = False) -> Any:
-    """The generate-images operator over a flux serving that uses ``pipe`` (already on ``device``)."""
+def pixmill_operator(pipe: Any, size: int, steps: int, device: str, dtype: str, batch: int = 1,
+                     **speed: Any) -> Any:
+    """The generate-images operator over a flux serving that uses ``pipe`` (already on ``device``),
+    with the serving's own speed options applied to it (undo them with :func:`undo_speed`)."""
     from pixmill.ops.images import GenerateImages
     from pixmill_diffusers.flux import FluxServing
 
     serving = FluxServing(model="random-weights/FLUX.1-dev-config", width=size, height=size, steps=steps,
-                          compile=compile, devices=device)
+                          devices=device, batch_size=batch, **speed)
     serving._pipe, serving._device, serving._dtype_name = pipe, device, dtype  # no weights to load
     pipe.set_progress_bar_config(disable=True)
-    if compile:
+    serving.speed_up(pipe, device)
+    if speed.get("compile"):
         serving._compile(pipe)
     return GenerateImages(serving=serving)
 
 
-def time_pixmill(op: Any, prompts: list[str], batch: int, device: str, folder: Path) -> float:
+def undo_speed(pipe: Any, speed: dict[str, Any]) -> None:
+    """Put the shared pipeline back as it was before a variant (fp8 cannot be undone: it runs last)."""
+    import torch
+
+    transformer = pipe.transformer
+    if speed.get("fuse_qkv"):
+        transformer.unfuse_qkv_projections()
+    if speed.get("channels_last_vae"):
+        pipe.vae.to(memory_format=torch.contiguous_format)
+    if speed.get("first_block_cache") is not None:
+        transformer.disable_cache()
+    if speed.get("compile"):
+        for module in transformer.modules():  # drop the compiled wrappers; the weights are untouched
+            if getattr(module, "_compiled_call_impl", None) is not None:
+                module._compiled_call_impl = None
+        torch._dynamo.reset()
+
+
+def time_pixmill(op: Any, prompts: list[str], batch: int, device: str, folder: Path) -> tuple[float, Any]:
+    """Seconds per image, and the first image's pixels."""
+    import numpy as np
+    from PIL import Image
     from pixmill.context import StepContext
 
-    ctx = StepContext(run_dir=folder, step_dir=folder / f"b{batch}", input_dir=folder)
+    ctx = StepContext(run_dir=folder, step_dir=folder / f"b{batch}-{time.monotonic_ns()}", input_dir=folder)
     rows = [{"id": str(i), "prompt": p} for i, p in enumerate(prompts)]
     sync(device)
     started = time.perf_counter()
+    first = None
     for start in range(0, len(rows), batch):
         outcomes = op.process(rows[start:start + batch], ctx)
         assert all(isinstance(o, dict) for o in outcomes), outcomes
+        first = first or outcomes[0]["image"]
     sync(device)
-    return (time.perf_counter() - started) / len(rows)
+    seconds = (time.perf_counter() - started) / len(rows)
+    with Image.open(folder / first) as im:
+        return seconds, np.asarray(im.convert("RGB"), dtype=np.int16)
+
+
+# name -> (images per call, serving speed options)
+VARIANTS: dict[str, tuple[int, dict[str, Any]]] = {
+    "eager": (1, {}),
+    "batch2": (2, {}),
+    "batch4": (4, {}),
+    "fuse-qkv": (1, {"fuse_qkv": True}),
+    "channels-last-vae": (1, {"channels_last_vae": True}),
+    "first-block-cache": (1, {"first_block_cache": 0.08}),
+    "compile": (1, {"compile": True}),
+    "compile-max-autotune": (1, {"compile": True, "compile_mode": "max-autotune-no-cudagraphs"}),
+    "fp8": (1, {"quantize": "fp8", "compile": True}),  # last: quantized weights stay quantized
+}
+
+
+def fp8_ready(device: str) -> str | None:
+    """Why fp8 cannot run here, or None."""
+    import importlib.util
+
+    import torch
+
+    if not device.startswith("cuda"):
+        return "needs a CUDA GPU"
+    if torch.cuda.get_device_capability() < (8, 9):
+        return "needs compute capability 8.9+"
+    if importlib.util.find_spec("torchao") is None:
+        return "needs torchao (pip install torchao)"
+    return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="seconds per FLUX.1-dev image (random weights)")
     parser.add_argument("--tiny", action="store_true", help="tiny configs on the CPU (checks the script)")
-    parser.add_argument("--images", type=int, default=None, help="images per variant (default 8, tiny 8)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the compile variant")
+    parser.add_argument("--images", type=int, default=None, help="images per variant (default 8)")
+    parser.add_argument("--only", default=None, help="comma list of variants (plain always runs): "
+                        + ", ".join(VARIANTS))
+    parser.add_argument("--no-compile", action="store_true", help="skip the variants that compile")
     args = parser.parse_args()
     import torch
 
@@ -139,32 +204,52 @@ def main() -> None:
         started = time.perf_counter()
         pipe = build_real(device)
         print(f"# built FLUX.1-dev-sized pipeline in {time.perf_counter() - started:.0f}s; "
-              f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+              f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
     n = args.images or 8
     prompts = [f"a photo of object number {i}, detailed, studio light" for i in range(n)]
-    label = f"{size}x{size}, {steps} steps, {dtype}, {device}"
+    wanted = [v.strip() for v in args.only.split(",")] if args.only else list(VARIANTS)
+    unknown = [v for v in wanted if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(VARIANTS)}")
+    cuda = device.startswith("cuda")
 
-    def report(name: str, seconds: float) -> None:
-        print(f"{name:<22} {seconds:8.3f} s/image   ({label})", flush=True)
+    def peak() -> str:
+        return f"{torch.cuda.max_memory_allocated() / 2**30:6.1f}" if cuda else "     -"
 
+    def reset_peak() -> None:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+
+    print(f"# {size}x{size}, {steps} steps, {dtype}, {device}, {n} images per variant")
+    print(f"{'variant':<30} {'s/image':>8} {'x plain':>8} {'peak GiB':>8} {'mean |diff|':>11}", flush=True)
     pipe.set_progress_bar_config(disable=True)
     time_plain(pipe, prompts[:1], size, steps, device)  # warm-up: kernels, allocator
-    report("plain diffusers", time_plain(pipe, prompts, size, steps, device))
+    reset_peak()
+    plain = time_plain(pipe, prompts, size, steps, device)
+    print(f"{'plain diffusers':<30} {plain:8.3f} {1.0:8.2f} {peak()} {'-':>11}", flush=True)
+    eager_pixels = None
     with tempfile.TemporaryDirectory(prefix="pixmill-flux-bench-") as tmp:
         folder = Path(tmp)
-        op = pixmill_operator(pipe, size, steps, device, dtype)
-        report("pixmill eager", time_pixmill(op, prompts, 1, device, folder))
-        for batch in (2, 4):
-            time_pixmill(op, prompts[:batch], batch, device, folder)  # warm-up at this shape
-            report(f"pixmill batch {batch}", time_pixmill(op, prompts, batch, device, folder))
-        if not args.no_compile:
-            op = pixmill_operator(pipe, size, steps, device, dtype, compile=True)
+        for name in wanted:
+            batch, speed = VARIANTS[name]
+            if speed.get("compile") and args.no_compile:
+                continue
+            if speed.get("quantize") and fp8_ready(device):
+                print(f"{'pixmill ' + name:<30} {'skipped: ' + fp8_ready(device)}", flush=True)
+                continue
+            op = pixmill_operator(pipe, size, steps, device, dtype, batch, **speed)
             started = time.perf_counter()
-            time_pixmill(op, prompts[:1], 1, device, folder)
-            print(f"# compile warm-up (first batch): {time.perf_counter() - started:.1f}s")
-            report("pixmill compile", time_pixmill(op, prompts, 1, device, folder))
-        if device.startswith("cuda"):
-            print(f"# peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+            time_pixmill(op, prompts[:batch], batch, device, folder)  # warm-up at this shape (compiles)
+            warm = time.perf_counter() - started
+            reset_peak()
+            seconds, pixels = time_pixmill(op, prompts, batch, device, folder)
+            if eager_pixels is None:  # the first variant (eager, unless --only skips it) is the reference
+                eager_pixels = pixels
+            diff = float(abs(pixels - eager_pixels).mean())
+            note = f"   (warm-up {warm:.0f}s)" if speed.get("compile") else ""
+            print(f"{'pixmill ' + name:<30} {seconds:8.3f} {seconds / plain:8.2f} {peak()} {diff:11.2f}{note}",
+                  flush=True)
+            undo_speed(pipe, speed)
 
 
 if __name__ == "__main__":

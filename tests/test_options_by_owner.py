@@ -22,6 +22,8 @@ VALID = {
     "categories": ["replace", "add"],
     "ratios": {"replace": 2, "add": 1},
     "categories_file": None,  # a file must exist: left at its default
+    "blocklist": None,  # files must exist: left at its default
+    "head": "<a file>",  # the aesthetic head is required: a real (tiny) one is written per test
     "base_url": "http://127.0.0.1:9/v1",
     "devices": "cpu",
     "size": "64x48",
@@ -67,6 +69,10 @@ def cases():
 def test_pipeline_yaml_rebuilds_every_step_with_the_same_key_and_options(tmp_path, operator, serving):
     registry = get_registry()
     options = values(registry.get_operator(operator).all_options())
+    if options.get("head") == VALID["head"]:
+        from pixmill_safety.tiny import make_tiny_head
+
+        options["head"] = str(make_tiny_head(tmp_path / "head.pth"))
     if serving is not None:
         options["serving"] = {"name": serving, **values(registry.get_serving(serving).options)}
     op = build_operator(registry, operator, options)
@@ -105,7 +111,7 @@ def test_help_with_a_serving_shows_that_serving_only_with_its_own_defaults():
     flux = run_cli("run", "generate-images", "--serving", "flux", "--help", check=True).stdout
     assert "--max-sequence-length" in flux and "--lora-scale" in flux
     assert "--size" not in flux and "--base-url" not in flux, "no other serving's options"
-    assert "--serving-batch-size" in flux, "the serving's batch_size is reachable beside the operator's"
+    assert "--images-per-call" in flux and "--serving-" not in flux, "no serving option shares a name with the operator"
     images = run_cli("run", "generate-images", "--serving", "openai-images", "--help", check=True).stdout
     assert "--size" in images and "--max-sequence-length" not in images
     assert "[default:gpt-image-1]" in "".join(images.split())

@@ -79,7 +79,7 @@ def test_going_back_to_an_earlier_chain_does_no_work_and_gc_frees_retired_steps(
                    "concurrency": 4}
         return PipelineSpec(steps=[StepSpec("generate-images", {"serving": serving})], input=inp, out=tmp_path / "run")
 
-    with FakeOpenAIServer(latency=0.1) as server:
+    with FakeOpenAIServer(latency=0.3) as server:
         first = sum(r.seconds for r in run_pipeline(spec("64x48")))
         run_pipeline(spec("32x32"))  # chain B, into the same folder
         sent = len(server.requests)

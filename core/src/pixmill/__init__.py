@@ -18,7 +18,7 @@ from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError, PluginError, RowError
 from .executor import Executor, StepTask, run_batch
 from .hookspecs import hookimpl
-from .operator import Failed, Operator
+from .operator import Dropped, Failed, Operator
 from .options import Option
 from .serving import (
     ChatRequest,
@@ -31,7 +31,7 @@ from .serving import (
 from .store import Store
 
 __all__ = [
-    "ChatRequest", "ChatResponse", "ConfigError", "EditRequest", "Executor", "Failed", "GeneratedImage",
+    "ChatRequest", "ChatResponse", "ConfigError", "Dropped", "EditRequest", "Executor", "Failed", "GeneratedImage",
     "ImageRequest", "InputError", "Operator", "Option", "PixmillError", "PluginError", "RowError",
     "Run", "Serving", "StepContext", "StepTask", "Store", "Storage", "FileStorage", "get_operator", "get_serving",
     "hookimpl", "run_batch", "__version__",

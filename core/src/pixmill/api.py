@@ -39,7 +39,8 @@ class Storage:
     def __init__(self, input: str | Path | None = None, out: str | Path = "runs/pixmill", store: str = "jsonl",
                  executor: str = "local", executor_options: dict[str, Any] | None = None, seed: int = 0,
                  retry_failed: bool = False, skip_bad_lines: bool = False, id_key: str = ID_KEY,
-                 progress: Progress | None = None, quiet: bool = False):
+                 progress: Progress | None = None, quiet: bool = False,
+                 allow_roots: list[str | Path] | None = None):
         registry = get_registry()
         self.input = Path(input) if input is not None else None
         self.out = Path(out)
@@ -49,10 +50,12 @@ class Storage:
             _show_progress_logs()
         self._runner = Runner(self.out, registry.get_store(store)(),
                               registry.get_executor(executor)(**(executor_options or {})),
-                              seed=seed, retry_failed=retry_failed, progress=progress)
+                              seed=seed, retry_failed=retry_failed, progress=progress,
+                              allow_roots=allow_roots or ())
         self._spec = PipelineSpec(steps=[], out=self.out, input=self.input, store=store, executor=executor,
                                   executor_options=dict(executor_options or {}), seed=seed,
-                                  retry_failed=retry_failed, skip_bad_lines=skip_bad_lines, id_key=id_key)
+                                  retry_failed=retry_failed, skip_bad_lines=skip_bad_lines, id_key=id_key,
+                                  allow_roots=[str(r) for r in allow_roots or ()])
         self._operators: list[Operator] = []
         self._source_opts = {"skip_bad_lines": skip_bad_lines, "id_key": id_key}
         self._open = False
@@ -79,6 +82,7 @@ class Storage:
         runner.write_pipeline_yaml(self._spec.to_yaml(self._operators, relative_to=self.out,
                                                       executor=runner.executor))
         result = runner.run_step(op)
+        runner.mark_complete()  # the run is complete as far as the script has taken it
         write_summary(self.out, runner.results)
         return result
 

@@ -27,6 +27,8 @@ class StepContext:
     # the runner, not picklable, so left out of worker copies.
     committed_rows: Callable[[], Iterator[dict]] | None = field(default=None, repr=False)
     committed_count: int = 0
+    # Folders besides the run and input folders whose files rows may name (see pixmill.file_roots).
+    allowed_roots: tuple[str, ...] = ()
 
     @property
     def log(self) -> logging.Logger:
@@ -43,6 +45,14 @@ class StepContext:
             if (base / p).exists():
                 return base / p
         return self.input_dir / p
+
+    def readable(self, path: str) -> Path:
+        """:meth:`resolve`, then the roots rule (:mod:`pixmill.file_roots`): the absolute path of a
+        file a row names that may be read, or :class:`~pixmill.file_roots.OutsideRoots` (a
+        ``ValueError``: the row fails). Operators that read or upload a row's files use this."""
+        from .file_roots import run_roots
+
+        return run_roots(self.run_dir, self.input_dir, self.allowed_roots).check(self.resolve(path), named=path)
 
     def image_path(self, row_id: str, index: int = 0, suffix: str = ".png", tag: str = "") -> tuple[Path, str]:
         """Where to write the ``index``-th image of a row: (absolute path, path to store in the row).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class PixmillError(Exception):
     """A user-facing error. ``str(err)`` is one line naming the object and, where known, the fix."""
@@ -30,3 +32,41 @@ class RowError(Exception):
     Unlike other exceptions it never triggers the runner's "retry rows one by one" isolation,
     because the operator already knows which row is at fault.
     """
+
+
+# errno values that describe the machine, not the row: disk full or over quota, a read-only or
+# unwritable folder, a file too large for the system's limits, out of file handles or memory.
+_ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EMFILE",
+                                      "ENFILE", "ENOMEM", "EIO") if hasattr(errno, name))
+
+
+class EnvironmentFault(PixmillError):
+    """The machine failed the step (disk full, permissions, out of memory), not a row's data.
+
+    Never recorded as a row failure: the step stops at the first one, what was committed stays,
+    and a rerun once the cause is fixed redoes only the rows that were lost.
+    """
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the machine's fault (see :class:`EnvironmentFault`)."""
+    if isinstance(exc, (EnvironmentFault, MemoryError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
+
+
+def environment_fault(exc: BaseException, where: str) -> EnvironmentFault:
+    """The one-line :class:`EnvironmentFault` for ``exc`` raised while ``where`` ran."""
+    if isinstance(exc, EnvironmentFault):
+        return exc
+    if isinstance(exc, MemoryError):
+        what, fix = "the machine ran out of memory", "free memory or lower --batch-size"
+    else:
+        detail = exc.strerror or type(exc).__name__
+        path = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        what = f"{detail}{path}"
+        fix = {errno.ENOSPC: "free disk space", errno.EROFS: "use a writable --out folder",
+               errno.EFBIG: "raise the file size limit (ulimit -f)"}.get(exc.errno, "fix the cause")
+    return EnvironmentFault(f"{where} stopped: {what}; nothing was marked failed",
+                            f"{fix}, then rerun the same command: committed rows are kept, the rest are redone")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Iterator
 
 from .context import StepContext
-from .errors import RowError
+from .errors import RowError, environment_fault, is_environment_error
 from .operator import Failed, Operator, Outcome
 from .options import Option
 
@@ -85,7 +85,11 @@ class Executor:
 
 def run_batch(operator: Operator, rows: Batch, ctx: StepContext) -> list[Outcome]:
     """Process one batch, isolating failures: if the whole batch raises, retry its rows one by one,
-    so a bad row fails alone with its reason and the others still succeed."""
+    so a bad row fails alone with its reason and the others still succeed.
+
+    An error of the machine (disk full, an unwritable folder, out of memory: see
+    :func:`pixmill.errors.is_environment_error`) is no row's fault: it is raised as
+    :class:`~pixmill.errors.EnvironmentFault` and stops the step, and no row is marked failed."""
     try:
         outcomes = operator.process(rows, ctx)
         if len(outcomes) != len(rows):
@@ -94,6 +98,8 @@ def run_batch(operator: Operator, rows: Batch, ctx: StepContext) -> list[Outcome
             )
         return outcomes
     except Exception as exc:  # noqa: BLE001 - any error becomes a recorded row failure
+        if is_environment_error(exc):
+            raise environment_fault(exc, f"step {ctx.step_name or operator.name}") from exc
         if len(rows) == 1:
             return [Failed(_reason(exc))]
         log.warning("batch of %d rows failed (%s); retrying rows one by one", len(rows), _reason(exc))

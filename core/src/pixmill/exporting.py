@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -49,6 +50,9 @@ class ExportResult:
     images: int
     missing: list[tuple[str, str]] = field(default_factory=list)  # (row id, path) of images not found
     image_columns: dict[str, bool] = field(default_factory=dict)
+    # (row id, path, reason) of files refused: outside the allowed folders, or not images
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
+    partial: str | None = None  # what was exported instead of a finished run's result, if so
 
 
 @dataclass
@@ -105,10 +109,20 @@ def _collect_models(key: str, value: Any, models: Counter, depth: int = 0) -> No
 # -- entry point --------------------------------------------------------------------------------
 def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys: Iterable[str] = (),
                    score_key: str = "scores", shard_rows: int | None = None,
-                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, split: str = "train") -> ExportResult:
-    """Export the last step's rows of the run in ``run_dir`` as a dataset folder ``to``."""
+                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, split: str = "train",
+                   allow_roots: Iterable[Path | str] = (), step: str | None = None,
+                   partial: bool = False) -> ExportResult:
+    """Export the last step's rows of the run in ``run_dir`` as a dataset folder ``to``.
+
+    Image files are read only under the run folder, the input's folder and ``allow_roots`` (see
+    :mod:`pixmill.file_roots`); a file elsewhere, or one that is not an image, is exported as null
+    and listed in :attr:`ExportResult.refused`.
+
+    A run that did not finish is refused (:func:`check_exportable`) unless ``partial`` is set or a
+    finished ``step`` is named; the card and ``export.json`` then say what was exported."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    check_split_name(split)
     to = Path(to)
     _check_target(to)
     registry = get_registry()
@@ -117,12 +131,14 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         raise ConfigError(f"export format {fmt} writes Parquet, and no installed plugin provides a parquet store",
                           "pip install pixmill-parquet")
     store = registry.get_store(store_name)()
-    view = RunView(run_dir, image_keys=image_keys, score_key=score_key)
+    view = RunView(run_dir, image_keys=image_keys, score_key=score_key, allow_roots=allow_roots, step=step)
+    status = check_exportable(view, step, partial)
     scan = _Scan()
     columns = view.detect_image_columns(scan.feed(view.output_rows(), view))
     if scan.rows == 0:
         raise PixmillError(f"run {view.run_dir}: its last step ({view.last.name}) has no rows to export",
                            "check `pixmill status RUN`: rows may all have failed or been filtered out")
+    remove_stale_temps(to)
     stage = to.with_name(f".{to.name}.{os.getpid()}.tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -137,11 +153,14 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         data_glob = "data/*.parquet" if fmt == "hf" else files[0].name
         (stage / "README.md").write_text(
             dataset_card(view, scan, columns, fmt=fmt, split=split, data_glob=data_glob,
-                         images=images.count, missing=len(images.missing)), encoding="utf-8")
+                         images=images.count, missing=len(images.missing), refused=len(images.refused),
+                         status=status), encoding="utf-8")
         if (view.run_dir / "pipeline.yaml").is_file():
             shutil.copyfile(view.run_dir / "pipeline.yaml", stage / "pipeline.yaml")
         info = {"pixmill": __version__, "format": fmt, "run": str(view.run_dir.resolve()), "rows": scan.rows,
-                "images": images.count, "missing_images": len(images.missing), "image_columns": columns,
+                "images": images.count, "missing_images": len(images.missing),
+                "refused_images": len(images.refused), "image_columns": columns,
+                "step": view.last.name, "partial": status is not None, "incomplete": status,
                 "files": [f.relative_to(stage).as_posix() for f in files],
                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (stage / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -151,8 +170,36 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         raise
     for rid, path in images.missing[:20]:
         log.warning("row %s: image %s not found; exported as null", rid, path)
+    for rid, _path, reason in images.refused[:20]:
+        log.warning("row %s: %s; exported as null", rid, reason)
     return ExportResult(to, fmt, scan.rows, [to / f.relative_to(stage) for f in files], images.count,
-                        images.missing, columns)
+                        images.missing, columns, images.refused, status)
+
+
+def check_exportable(view: RunView, step: str | None, partial: bool) -> str | None:
+    """Refuse to present a run that did not finish as a dataset. Returns None for a finished run,
+    else the note (for the card and ``export.json``) saying what is exported instead."""
+    if view.incomplete is None:
+        return None
+    if step is not None and view.last.info.get("complete"):
+        return f"step {view.last.name} of a run that did not finish ({view.incomplete})"
+    if not partial:
+        raise PixmillError(f"run {view.run_dir} did not finish: {view.incomplete}",
+                           "rerun the same `pixmill run` command to finish it, or pass --partial (or --step "
+                           "NAME for a finished step) to export what is there, marked as partial")
+    return f"partial: {view.incomplete}; these are the rows step {view.last.name} had committed"
+
+
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_split_name(split: str) -> str:
+    """A split name becomes part of file names: letters, digits, ``_`` and ``-`` only, so it can
+    never point outside the export folder (``../x``, ``/etc/x``)."""
+    if not _SPLIT_NAME.fullmatch(split or ""):
+        raise ConfigError(f"split name {split!r} is not valid",
+                          "use letters, digits, '_' or '-' (e.g. train, test, validation)")
+    return split
 
 
 def _check_target(to: Path) -> None:
@@ -163,6 +210,40 @@ def _check_target(to: Path) -> None:
     if to.is_dir() and any(to.iterdir()) and not (to / EXPORT_INFO).is_file():
         raise ConfigError(f"cannot export to {to}: the folder is not empty and holds no previous export",
                           "choose a new or empty folder")
+
+
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Delete what killed exports to ``target`` left beside it (``.NAME.PID.tmp`` stages and files,
+    ``.NAME.PID.old`` folders) when process PID is gone; returns what was removed."""
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    prefix = f".{target.name}."
+    for path in target.parent.iterdir():
+        rest = path.name[len(prefix):] if path.name.startswith(prefix) else ""
+        pid, _, kind = rest.partition(".")
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d leftovers of interrupted exports beside %s", len(removed), target)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _swap_in(stage: Path, to: Path) -> None:
@@ -186,6 +267,7 @@ class _ImageFiles:
         self.copied: dict[Path, str] = {}
         self.count = 0
         self.missing: list[tuple[str, str]] = []
+        self.refused: list[tuple[str, str, str]] = []
 
     def rewrite(self, row: dict, columns: dict[str, bool], keys: dict[str, None], embed: bool) -> dict:
         # Every row gets every key (None where missing): Parquet then needs no hidden "absent"
@@ -204,7 +286,11 @@ class _ImageFiles:
     def _one(self, row: dict, path: str, embed: bool) -> Any:
         found = self.view.resolver.resolve(path)
         if found is None:
-            self.missing.append((str(row.get("id")), path))
+            reason = self.view.resolver.refused.get(path)
+            if reason is not None:
+                self.refused.append((str(row.get("id")), path, reason))
+            else:
+                self.missing.append((str(row.get("id")), path))
             return None
         self.count += 1
         if embed:
@@ -281,7 +367,7 @@ def _write_shards(store: Any, folder: Path, split: str, rows: Iterator[dict], co
 
 # -- dataset card -------------------------------------------------------------------------------
 def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: str, split: str, data_glob: str,
-                 images: int, missing: int) -> str:
+                 images: int, missing: int, refused: int = 0, status: str | None = None) -> str:
     """README.md for the exported folder: the Hub's YAML header, then what a user needs to judge
     and reproduce the dataset."""
     import yaml
@@ -296,7 +382,12 @@ def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: s
            f"Synthetic image dataset made with pixmill {view.manifest.get('pixmill', __version__)}"
            f"{' on ' + str(view.manifest['created']) if view.manifest.get('created') else ''}: "
            f"{scan.rows:,} rows, {images:,} images" + (f" ({missing:,} image files were missing and are null)"
-                                                       if missing else "") + ".", "", "## Loading", "", "```python",
+                                                       if missing else "")
+           + (f" ({refused:,} files were refused, outside the run's folders or not images, and are null)"
+              if refused else "") + "."]
+    if status is not None:
+        out += ["", f"**Not the pipeline's finished result.** Exported {status}."]
+    out += ["", "## Loading", "", "```python",
            "from datasets import load_dataset", ""]
     if fmt == "hf":
         out += [f'ds = load_dataset("parquet", data_files="{data_glob}")["{split}"]  # or load_dataset("path/to/this/folder")']
@@ -328,7 +419,9 @@ def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: s
     for s in view.step_summaries():
         out.append(f"| {s.folder} | {s.done:,} | {s.failed:,} | {s.filtered:,} | {s.rows:,} | "
                    f"{'' if s.seconds is None else f'{s.seconds:.1f}'} |")
-    out += ["", f"Exported: {scan.rows:,} rows (the last step's output).", "", "## Score distribution", ""]
+    what = "the last step's output" if view.last.name == view.all_steps[-1].name and status is None else \
+        f"the output of step {view.last.name}"
+    out += ["", f"Exported: {scan.rows:,} rows ({what}).", "", "## Score distribution", ""]
     out += _score_section(scan, view.score_key)
     return "\n".join(out) + "\n"
 

@@ -25,8 +25,8 @@ _CMP = {
     ast.In: lambda a, b: b is not None and a in b, ast.NotIn: lambda a, b: b is None or a not in b,
     ast.Is: _op.is_, ast.IsNot: _op.is_not,
 }
-_BIN = {ast.Add: _op.add, ast.Sub: _op.sub, ast.Mult: _op.mul, ast.Div: _op.truediv, ast.Mod: _op.mod,
-        ast.FloorDiv: _op.floordiv}
+_BIN = {ast.Add: _op.add, ast.Sub: _op.sub, ast.Mult: lambda a, b: _bounded_mul(a, b), ast.Div: _op.truediv,
+        ast.Mod: lambda a, b: _no_formatting_mod(a, b), ast.FloorDiv: _op.floordiv}
 _FUNCS: dict[str, Callable[..., Any]] = {
     "len": lambda v: len(v) if v is not None else 0,
     "lower": lambda v: str(v).lower() if v is not None else None,
@@ -60,21 +60,74 @@ def _index_dots(source: str) -> str:
     return text
 
 
+MAX_SOURCE_CHARS = 10_000
+MAX_DEPTH = 50  # nesting of operators and calls; real filters use a handful
+MAX_VALUE_LEN = 1_000_000  # characters or items a `*` may build (per row)
+
+
 def compile_expr(source: str) -> Predicate:
     """Compile an expression to a function of a row. Raises ConfigError naming the problem."""
+    if len(source) > MAX_SOURCE_CHARS:
+        raise ConfigError(f"filter expression is {len(source):,} characters long (limit {MAX_SOURCE_CHARS:,})",
+                          "write a shorter expression, or compute the value in an earlier step")
     try:
         tree = ast.parse(_index_dots(source), mode="eval")
+        depth = _depth(tree.body)
+        if depth > MAX_DEPTH:
+            raise _Unsupported(f"nesting is {depth} levels deep (limit {MAX_DEPTH})")
         return _compile(tree.body)
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"filter expression {_shown(source)} is nested too deeply to parse",
+                          f"keep nesting under {MAX_DEPTH} levels") from None
     except SyntaxError as exc:
-        raise ConfigError(f"filter expression {source!r} does not parse: {exc.msg} at column {exc.offset}",
+        raise ConfigError(f"filter expression {_shown(source)} does not parse: {exc.msg} at column {exc.offset}",
                           'write e.g. "scores.overall >= 7 and width >= 512"') from None
     except _Unsupported as exc:
-        raise ConfigError(f"filter expression {source!r}: {exc}",
+        raise ConfigError(f"filter expression {_shown(source)}: {exc}",
                           "use comparisons, and/or/not, field names and " + ", ".join(_FUNCS)) from None
+
+
+def _shown(source: str) -> str:
+    return repr(source) if len(source) <= 200 else repr(source[:200]) + "..."
 
 
 class _Unsupported(Exception):
     pass
+
+
+def _depth(node: ast.AST) -> int:
+    """How deeply ``node`` nests (iterative: a hostile expression must not blow the stack here)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_DEPTH + 1:
+            stack.extend((child, level + 1) for child in ast.iter_child_nodes(current))
+    return deepest
+
+
+def _seq_len(value: Any) -> int | None:
+    return len(value) if isinstance(value, (str, list, tuple)) else None
+
+
+def _bounded_mul(a: Any, b: Any) -> Any:
+    """``a * b``, refusing a string or list longer than MAX_VALUE_LEN (``'a' * 4000000000``)."""
+    for seq, n in ((a, b), (b, a)):
+        size = _seq_len(seq)
+        if size is not None and isinstance(n, int) and size * n > MAX_VALUE_LEN:
+            raise _TooLarge(f"{size:,} x {n:,} items")
+    return _op.mul(a, b)
+
+
+def _no_formatting_mod(a: Any, b: Any) -> Any:
+    """``a % b`` for numbers only: ``'%0999999999d' % 1`` would build gigabytes per row."""
+    if isinstance(a, (str, bytes)):
+        raise TypeError("string formatting is not allowed")
+    return _op.mod(a, b)
+
+
+class _TooLarge(TypeError):
+    """A value over MAX_VALUE_LEN: the row's result is None, like any other type mismatch."""
 
 
 def _safe_cmp(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -176,6 +229,16 @@ def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node ty
         if type(node.op) not in _BIN:
             raise _Unsupported(f"operator {type(node.op).__name__} is not allowed")
         fn, lhs, rhs = _BIN[type(node.op)], _compile(node.left), _compile(node.right)
+        if isinstance(node.left, ast.Constant) and isinstance(node.right, ast.Constant):
+            try:  # constants: refuse a value that would be too large now, not once per row
+                fn(node.left.value, node.right.value)
+            except _TooLarge as exc:
+                raise _Unsupported(f"{ast.unparse(node)!r} builds a value of {exc} "
+                                   f"(limit {MAX_VALUE_LEN:,})") from None
+            except (TypeError, ZeroDivisionError, ValueError):
+                pass
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+            raise _Unsupported("string formatting with % is not allowed")
 
         def binop(row: dict) -> Any:
             try:

@@ -12,6 +12,9 @@ formats run with no key options and a generate -> edit -> judge chain works with
 - **edited images** (what an edit writes): ``edited_images``, a list.
 - **result images** (what judging, captioning, curation, the gallery and export look at): the
   newest images a row holds: ``edited_images``, else ``images``, else ``image``.
+- **control images** (what a ControlNet follows: edges, depth...): ``control_image``, one path or
+  one per ControlNet; the ``control-image`` operator writes it.
+- **reference images** (what an IP-Adapter takes style or subject from): ``reference_images``.
 - **provenance** of the images in ``<field>`` lives in ``<field>_meta``.
 
 An operator option set explicitly (``--input-key``, ``--image-key``...) always wins over the rule.
@@ -26,6 +29,8 @@ INSTRUCTION_FIELDS = ("instruction", "edit_instruction", "conversations", "promp
 SOURCE_IMAGES = "images"
 GENERATED_IMAGES = "images"
 EDITED_IMAGES = "edited_images"
+CONTROL_IMAGE = "control_image"
+REFERENCE_IMAGES = "reference_images"
 RESULT_IMAGE_FIELDS = ("edited_images", "images", "image")
 # Text shown as a row's prompt in the gallery and the export card (edits: the instruction first).
 DISPLAY_TEXT_FIELDS = ("instruction", "edit_instruction", "prompt", "conversations", "caption", "text", "question")

@@ -53,17 +53,24 @@ def _load(path: Path) -> dict[str, str]:
         raise ConfigError(f"key file {path} must hold a JSON object", "delete it and store keys again")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077 and os.name == "posix":
-        log.warning("key file %s is readable by other users (mode %o); run `chmod 600 %s`", path, mode, path)
+        raise ConfigError(f"key file {path} can be read or changed by other users (mode {mode:o})",
+                          f"run `chmod 600 {path}`, and replace the keys in it if others could read them")
     return {str(k): str(v) for k, v in data.items()}
 
 
 def _save(path: Path, keys: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if os.name == "posix":
-        os.chmod(path.parent, stat.S_IMODE(path.parent.stat().st_mode) & ~0o077 | 0o700)
+    # A folder pixmill creates is private; an existing one (PIXMILL_HOME=/shared) keeps its mode:
+    # the key file's own 0600 is what protects the key, and other people's folders are not ours.
+    if not path.parent.exists():
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700)
+        if os.name == "posix":
+            os.chmod(path.parent, 0o700)  # whatever the umask
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Create the temp file with 0600 from the start, so the key is never readable by others.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)
+    # Create the temp file with 0600 from the start, so the key is never readable by others, and
+    # exclusively: in a shared folder a planted file or symlink under that name must not be used.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(keys, fh, indent=2, sort_keys=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from .context import StepContext
@@ -21,12 +21,26 @@ class Failed:
     reason: str
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """A row the operator drops on purpose (a duplicate, an unsafe image), with why.
+
+    Unlike a plain ``None`` the drop is recorded: ``reason`` and ``info`` (small JSON fields such as
+    ``{"duplicate_of": "17"}``) go to the step's ledger and ``dropped.jsonl``, and the gallery shows
+    the row with them. The row counts as done: a rerun does not offer it again.
+    """
+
+    reason: str
+    info: dict = field(default_factory=dict)
+
+
 # What ``process`` returns for each input row, in the same order:
 #   dict        -> one output row (keep or transform)
 #   None        -> dropped (a filter said no)
+#   Dropped     -> dropped, with the reason recorded (dropped.jsonl, gallery)
 #   list[dict]  -> several output rows (expanding operator); rows without an "id" get parent/index
 #   Failed      -> the row failed, with a reason
-Outcome = Union[dict, None, list, Failed]
+Outcome = Union[dict, None, list, Failed, Dropped]
 
 BATCH_SIZE = Option("batch_size", int, None, "rows per batch (default: the operator's own)", cache=False)
 
@@ -39,7 +53,9 @@ class Operator:
     become CLI flags, YAML keys and keyword arguments.
 
     - ``capability``: the serving capability it needs (``"text-to-image"``, ``"image-edit"``,
-      ``"vision-chat"``, ``"text-llm"``), or ``None`` for model-free operators.
+      ``"vision-chat"``, ``"text-llm"``...), or ``None`` for model-free operators.
+    - ``serving_optional``: the operator works without a serving too (``check-prompts`` uses a
+      moderation serving only when ``--serving`` is given).
     - ``stateful``: the operator keeps state across batches (``head``, ``dedupe``); the runner then
       feeds it every batch in order in one worker and calls :meth:`start` with the committed rows.
     - ``version``: bump it when a change alters outputs, so cached steps recompute.
@@ -50,6 +66,7 @@ class Operator:
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     capability: ClassVar[str | None] = None
+    serving_optional: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 1000
 
@@ -59,7 +76,8 @@ class Operator:
         if self.capability and serving is not None and self.capability not in serving.capabilities:
             raise ConfigError(
                 f"operator {self.name}: serving {serving.name!r} cannot do {self.capability!r}",
-                "choose a serving with that capability (see `pixmill servings`)",
+                serving.capability_hint(self.capability)
+                or "choose a serving with that capability (see `pixmill servings`)",
             )
 
     @classmethod

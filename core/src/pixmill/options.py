@@ -55,15 +55,17 @@ class Option:
         try:
             value = _coerce(self.type, value)
         except (TypeError, ValueError) as exc:
+            # A secret's value never reaches a message, whatever its type (a key pasted as a list).
+            shown = f"a {type(value).__name__} (value hidden)" if self.secret else repr(value)
             raise ConfigError(
-                f"{owner}: option {self.flag} got {value!r}, expected {self.type.__name__}",
+                f"{owner}: option {self.flag} got {shown}, expected {self.type.__name__}",
                 f"pass a valid {self.type.__name__} ({exc})",
             ) from None
         if self.choices is not None:
             bad = [v for v in (value if isinstance(value, list) else [value]) if v not in self.choices]
             if bad:
                 raise ConfigError(
-                    f"{owner}: option {self.flag} got {bad[0]!r}",
+                    f"{owner}: option {self.flag} got {'a value (hidden)' if self.secret else repr(bad[0])}",
                     f"choose one of {', '.join(map(str, self.choices))}",
                 )
         return value

@@ -21,7 +21,7 @@ from .serving import check_servings
 from .store import Store
 
 RUN_KEYS = ("input", "out", "store", "executor", "executor_options", "seed", "retry_failed",
-            "skip_bad_lines", "id_key")
+            "skip_bad_lines", "id_key", "allow_roots")
 
 
 @dataclass
@@ -46,6 +46,7 @@ class PipelineSpec:
     retry_failed: bool = False
     skip_bad_lines: bool = False
     id_key: str = ID_KEY
+    allow_roots: list[str] = field(default_factory=list)  # see pixmill.file_roots
 
     @classmethod
     def from_yaml(cls, path: Path) -> PipelineSpec:
@@ -78,6 +79,10 @@ class PipelineSpec:
             spec.input = base / data["input"]
         if data.get("out"):
             spec.out = base / data["out"]
+        if not isinstance(spec.allow_roots, list):
+            raise ConfigError(f"pipeline file {path}: allow_roots must be a list of folders",
+                              "write `allow_roots: [/data/images]`")
+        spec.allow_roots = [str(base / Path(r).expanduser()) for r in spec.allow_roots]
         return spec
 
     def override(self, target: str, value: Any) -> None:
@@ -145,6 +150,8 @@ class PipelineSpec:
         data: dict[str, Any] = {"input": rel(self.input), "out": rel(self.out) if out_as_given else ".",
                                 "store": self.store, "executor": {"name": self.executor, **executor_options},
                                 "seed": self.seed, "steps": steps}
+        if self.allow_roots:
+            data["allow_roots"] = [str(Path(r).resolve()) for r in self.allow_roots]
         if self.input is None:
             data.pop("input")
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -200,6 +207,8 @@ def build_operator(registry: Registry, name: str, options: dict[str, Any]) -> Op
             raise ConfigError(f"operator {name} uses no model", "remove --serving and its options")
         return op_cls(**opts)
     matching = [n for n, c in registry.classes("servings").items() if op_cls.capability in c.capabilities]
+    if serving_spec is None and op_cls.serving_optional:
+        return op_cls(**opts)
     if serving_spec is None:
         raise ConfigError(f"operator {name} needs a serving that can do {op_cls.capability}",
                           f"pass --serving with one of: {', '.join(matching) or 'none installed'}")
@@ -243,12 +252,13 @@ def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[S
     check_servings(op.serving for op in operators if op.serving is not None)
     reader = input_reader(registry, spec.input)
     with Runner(spec.out, store, executor, seed=spec.seed, retry_failed=spec.retry_failed,
-                progress=progress) as runner:
+                progress=progress, allow_roots=spec.allow_roots) as runner:
         runner.write_pipeline_yaml(spec.to_yaml(operators, relative_to=spec.out, executor=executor))
         runner.run_source(spec.input, skip_bad_lines=spec.skip_bad_lines, id_key=spec.id_key, reader=reader)
         runner.check_fields(operators)
         for op in operators:
             runner.run_step(op)
         runner.retire_later_steps()
+        runner.mark_complete()
         write_summary(spec.out, runner.results)
         return runner.results

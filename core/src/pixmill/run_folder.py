@@ -8,6 +8,7 @@
         ledger.jsonl           the commit log: one line per committed part (row ids done / failed)
         part-000001.jsonl      committed rows (or .parquet)
         failed.jsonl           the rows that failed, with their reasons (rewritten at step end)
+        dropped.jsonl          the rows the operator dropped on purpose, with why (duplicates...)
         images/                files the step wrote
       01-template/ ...
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import heapq
 import json
+import logging
 import os
 import shutil
 import time
@@ -44,10 +46,13 @@ except ImportError:  # pragma: no cover
 from .files import write_atomic, write_records
 from .store import Store, fsync_dir
 
+log = logging.getLogger("pixmill.run")
+
 STALE = ".stale"  # retired step folders, found again by key (see RunFolder.step_folder)
 LEDGER = "ledger.jsonl"
 STEP_INFO = "step.json"
 FAILED = "failed.jsonl"
+DROPPED = "dropped.jsonl"
 MANIFEST = "manifest.json"
 
 
@@ -63,6 +68,17 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def remove_temp_files(folder: Path) -> int:
+    """Delete the ``.NAME.tmp`` files a killed or failed write left anywhere under ``folder``
+    (parts, images, thumbnails); returns how many. Only for a folder this process holds the lock of."""
+    removed = 0
+    for tmp in folder.rglob(".*.tmp"):
+        if tmp.is_file() or tmp.is_symlink():
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
 @dataclass
 class StepState:
     """What a step has committed, rebuilt from its ledger."""
@@ -73,10 +89,12 @@ class StepState:
     order: list[tuple[int, int, list[int] | None] | None] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     failed: dict[str, dict] = field(default_factory=dict)  # id -> {"reason", "row"}
+    dropped: dict[str, dict] = field(default_factory=dict)  # id -> {"id", "reason", ...info}
     rows: int = 0  # output rows committed
     commits: int = 0
     done_count: int = 0
     track_ids: bool = True
+    part_bytes: dict[str, int] = field(default_factory=dict)  # size of each part when committed
 
 
 class StepFolder:
@@ -114,19 +132,51 @@ class StepFolder:
                     self._apply(state, entry)
             if clean:
                 self._truncate_torn(ledger)
+                damaged = self.damaged_parts(state)
+                if damaged:
+                    self._drop_parts(damaged, ledger)
+                    return self.load_state(clean=True, with_ids=with_ids)
         if clean:
             committed = set(state.parts)
             for p in self.path.iterdir():
-                is_part = p.name.startswith("part-") and p.name not in committed
-                if is_part or (p.name.startswith(".") and p.name.endswith(".tmp")):
+                if p.name.startswith("part-") and p.name not in committed:
                     p.unlink()
+            remove_temp_files(self.path)
         return state
+
+    def damaged_parts(self, state: StepState) -> dict[str, str]:
+        """Committed parts that are missing or no longer their committed size (a disk fault, a
+        truncating copy), each with what is wrong. One ``stat`` per part: cheap on every run."""
+        damaged = {}
+        for part in state.parts:
+            try:
+                size = (self.path / part).stat().st_size
+            except FileNotFoundError:
+                damaged[part] = "missing"
+                continue
+            expected = state.part_bytes.get(part)
+            if expected is not None and size != expected:
+                damaged[part] = f"{size:,} bytes instead of the {expected:,} committed"
+        return damaged
+
+    def _drop_parts(self, damaged: dict[str, str], ledger: Path) -> None:
+        """Repair: forget the commits of damaged parts (their rows are redone) and delete them."""
+        kept = []
+        for line in ledger.read_text(encoding="utf-8").splitlines(keepends=True):
+            if _loads(line).get("part") not in damaged:
+                kept.append(line)
+        write_atomic(ledger, "".join(kept))
+        for part, why in damaged.items():
+            (self.path / part).unlink(missing_ok=True)
+            log.warning("%s/%s is damaged (%s): its rows are recomputed", self.name, part, why)
 
     @staticmethod
     def _apply(state: StepState, entry: dict) -> None:
         if entry.get("part"):
             state.parts.append(entry["part"])
             state.order.append(_order_of(entry))
+            if "bytes" in entry:
+                state.part_bytes[entry["part"]] = int(entry["bytes"])
         state.rows += int(entry.get("rows", 0))
         state.commits += 1
         done = entry.get("done", ())
@@ -137,6 +187,8 @@ class StepFolder:
                 state.failed.pop(rid, None)
         for fail in entry.get("failed", ()):
             state.failed[fail["id"]] = fail
+        for drop in entry.get("dropped", ()):
+            state.dropped[drop["id"]] = drop
         # Each input id is committed as done once (done ids are never offered again).
         state.done_count += len(done)
 
@@ -159,8 +211,9 @@ class StepFolder:
         return f"part-{state.commits + 1:06d}{self.store.suffix}"
 
     def commit(self, state: StepState, rows: list[dict], done: list[str], failed: list[dict],
-               positions: list[int] | None = None) -> None:
-        """Atomically commit a batch of results: part file first, then its ledger line.
+               positions: list[int] | None = None, dropped: list[dict] = ()) -> None:  # type: ignore[assignment]
+        """Atomically commit a batch of results: part file first, then its ledger line (which also
+        records the rows dropped on purpose, with their reasons).
 
         ``positions`` gives each row's upstream position (rows must be sorted by it; see the module
         docstring); without it the rows follow everything committed before them.
@@ -174,8 +227,11 @@ class StepFolder:
                 last = max((o[1] for o in state.order if o), default=-1)
                 positions = range(last + 1, last + 1 + len(rows))  # type: ignore[assignment]
             entry = _encode_order(positions)
+            entry["bytes"] = (self.path / part).stat().st_size  # lets every later run spot a damaged part
         entry = {"part": part, "rows": len(rows), **entry, "done": done, "failed": failed,
                  "time": round(time.time(), 3)}
+        if dropped:
+            entry["dropped"] = list(dropped)
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         with open(self.path / LEDGER, "a", encoding="utf-8") as fh:
             fh.write(line)
@@ -192,7 +248,7 @@ class StepFolder:
         state = state or self.load_state()
         for group in _interleaving_groups(state):
             if len(group) == 1:
-                yield from self.store.read_part(self.path / state.parts[group[0]])
+                yield from self._read_part(state.parts[group[0]])
                 continue
             streams = [self._positioned(state.parts[i], state.order[i], k) for k, i in enumerate(group)]
             for *_key, row in heapq.merge(*streams):
@@ -202,15 +258,33 @@ class StepFolder:
         first, _last, positions = order or (0, 0, None)
         pos_iter = iter(positions) if positions is not None else count(first)
         tie = count()  # keeps rows of one position (an expanding operator's children) in part order
-        for row in self.store.read_part(self.path / part):
+        for row in self._read_part(part):
             yield next(pos_iter), rank, next(tie), row
 
+    def _read_part(self, part: str) -> Iterator[dict]:
+        try:
+            yield from self.store.read_part(self.path / part)
+        except (PixmillError, OSError, ValueError) as exc:
+            # A committed part is pixmill's own file: no input option fixes it, a rerun does.
+            detail = (exc.message if isinstance(exc, PixmillError) else str(exc)).split("\n")[0][:300]
+            raise PixmillError(
+                f"{self.path / part}: this committed part of step {self.name} is damaged ({detail})",
+                "rerun the same `pixmill run` command: the damaged part's rows are recomputed") from None
+
     def write_failed(self, state: StepState) -> None:
-        path = self.path / FAILED
-        if not state.failed:
+        """``failed.jsonl``: the failed rows with their reasons."""
+        self._write_report(FAILED, state.failed)
+
+    def write_dropped(self, state: StepState) -> None:
+        """``dropped.jsonl``: one line per row dropped on purpose (id, reason, info)."""
+        self._write_report(DROPPED, state.dropped)
+
+    def _write_report(self, name: str, records: dict[str, dict]) -> None:
+        path = self.path / name
+        if not records:
             path.unlink(missing_ok=True)
             return
-        write_records(path, state.failed.values())
+        write_records(path, records.values())
 
 
 def _encode_order(positions: Any) -> dict[str, Any]:
@@ -261,7 +335,22 @@ class RunFolder:
         self.path = Path(path)
         self._lock_fh: Any = None
 
+    def is_run(self) -> bool:
+        """Whether the folder holds a pixmill run: its lock file (made before anything else) or a
+        manifest written by pixmill."""
+        return (self.path / ".lock").is_file() or "pixmill" in self.manifest
+
+    def check_is_run_or_empty(self) -> None:
+        """Refuse a non-empty folder that is not a run: running into it would overwrite its
+        manifest.json or pipeline.yaml and move its NN-* folders away."""
+        if self.path.is_dir() and not self.is_run() and any(self.path.iterdir()):
+            raise PixmillError(f"--out {self.path} is a folder with other files in it, not a pixmill run",
+                               "choose a new or empty folder for the run")
+        if self.path.exists() and not self.path.is_dir():
+            raise PixmillError(f"--out {self.path} is a file", "choose a new or empty folder for the run")
+
     def lock(self) -> None:
+        self.check_is_run_or_empty()
         self.path.mkdir(parents=True, exist_ok=True)
         fh = open(self.path / ".lock", "a+")
         try:

@@ -18,12 +18,13 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import __version__
+from . import __version__, interrupt
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
 from .files import write_atomic, write_records
-from .operator import Failed, Operator
+from .input_images import has_embedded_images, write_embedded_images
+from .operator import Dropped, Failed, Operator
 from .progress import Progress, make_progress
 from .rows import ID_KEY, child_id
 from .run_folder import RunFolder, StepFolder, StepState, write_json
@@ -34,6 +35,7 @@ log = logging.getLogger("pixmill.runner")
 SOURCE_COMMIT_ROWS = 50_000
 FAST_COMMIT_SECONDS = 1.0  # cheap batches: commit at most once a second (or every 50k rows)
 SLOW_BATCH_SECONDS = 0.05  # a batch that took longer is committed at once
+ALWAYS_HASH_BYTES = 64 * 1024**2  # inputs up to this size are hashed on every run (~0.1 s)
 
 
 @dataclass
@@ -76,9 +78,9 @@ _NONE = type(None)
 
 
 def _collect(batch: list[dict], positions: list[int], outcomes: list, rows: list[dict], row_pos: list[int],
-             done: list[str], failed: list[dict]) -> int:
-    """Sort a batch's outcomes into output rows (with their upstream positions), done ids and
-    failures; returns the failure count.
+             done: list[str], failed: list[dict], dropped: list[dict]) -> int:
+    """Sort a batch's outcomes into output rows (with their upstream positions), done ids, failures
+    and recorded drops; returns the failure count.
 
     The common cases (every row kept or dropped, ids untouched) run as bulk operations, which keeps
     the runner's own cost per row far below any operator's.
@@ -106,6 +108,9 @@ def _collect(batch: list[dict], positions: list[int], outcomes: list, rows: list
             done.append(rid)
         elif out is None:
             done.append(rid)
+        elif type(out) is Dropped:
+            done.append(rid)
+            dropped.append({"id": rid, "reason": out.reason, **out.info})
         elif isinstance(out, list):
             rows.extend({ID_KEY: child_id(rid, i), **{k: v for k, v in c.items() if k != ID_KEY}}
                         for i, c in enumerate(out))
@@ -167,6 +172,7 @@ class Runner:
         seed: int = 0,
         retry_failed: bool = False,
         progress: Progress | None = None,
+        allow_roots: Iterable[Path | str] = (),
     ):
         self.run = RunFolder(Path(out))
         self.store = store
@@ -174,6 +180,7 @@ class Runner:
         self.seed = seed
         self.retry_failed = retry_failed
         self.progress = progress or make_progress()
+        self.allow_roots = tuple(str(Path(r).expanduser().resolve()) for r in allow_roots)
         self.input_dir = Path.cwd()
         self.results: list[StepResult] = []
         self._steps: list[dict[str, Any]] = []
@@ -190,6 +197,7 @@ class Runner:
             "store": self.store.name,
             "executor": self.executor.describe(),
             "seed": self.seed,
+            "complete": False,  # until the whole pipeline has run (export refuses a run that has not)
         }
         return self
 
@@ -214,6 +222,7 @@ class Runner:
         recomputes the pipeline and an unchanged input costs nothing.
         """
         started = time.monotonic()
+        self._manifest["complete"] = False
         if input_path is None:
             identity: dict[str, Any] = {"source": "seed-row"}
             self.input_dir = Path.cwd()
@@ -234,6 +243,8 @@ class Runner:
         info = folder.info
         cached = bool(info.get("complete"))
         state = folder.load_state(clean=not cached, with_ids=not cached)
+        if cached and folder.damaged_parts(state):  # a damaged copy of the input: copy it again
+            cached, state = False, folder.load_state(clean=True)
         skipped = int(info.get("skipped_lines", 0))
         self.progress.step_started(folder.name, total=None, cached=cached)
         if not cached:
@@ -260,10 +271,15 @@ class Runner:
         return result
 
     def _input_hash(self, path: Path) -> str:
-        """The input's sha256, reused from the last run when size and mtime are unchanged (as make
-        and git do), so rerunning over a large input does not re-read it."""
+        """The input's sha256. An input up to ``ALWAYS_HASH_BYTES`` is hashed on every run (cheap,
+        and it catches an in-place edit that kept size and mtime); a larger one's hash is reused
+        from the last run when size, mtime and inode are unchanged (as make and git do), so
+        rerunning over a large input does not re-read it."""
         old = self.run.step_info(0, "input")
-        if old.get("complete") and old.get("input_stat") == _stat(path) and old.get("source", {}).get("sha256"):
+        stat = _stat(path)
+        if stat is not None and stat[0] <= ALWAYS_HASH_BYTES:
+            return file_sha256(path)
+        if old.get("complete") and old.get("input_stat") == stat and old.get("source", {}).get("sha256"):
             return old["source"]["sha256"]
         return file_sha256(path)
 
@@ -282,6 +298,8 @@ class Runner:
             log.warning("%s:%d: skipped a malformed line (%s)", input_path, lineno, error)
 
         seen: set[str] = set()
+        reader.check_input(input_path, self.store)  # before any work: columns the step files cannot hold
+        embedded_images = reader.name != "jsonl"  # JSON has no bytes: only binary formats embed images
         for n, row in enumerate(reader.read_part(input_path, on_bad_line=on_bad if skip_bad else None)):
             if id_key in row and row[id_key] is not None:
                 rid = str(row[id_key])
@@ -293,6 +311,8 @@ class Runner:
                 rid = str(n + len(bad))
             if ID_KEY in row:
                 row = {k: v for k, v in row.items() if k != ID_KEY}
+            if embedded_images and has_embedded_images(row):  # e.g. a Hugging Face dataset's image column
+                row = write_embedded_images(row, rid, folder.path / "images", self.run.path)
             out = {ID_KEY: rid}  # the id first, so part files read well
             out.update(row)
             yield out
@@ -325,14 +345,18 @@ class Runner:
         if self._last is None:
             raise PixmillError("no input step yet", "call run_source() first")
         up_folder, up_state, up_key = self._last
+        self._manifest["complete"] = False
         index = len(self._steps)
         key = step_key(op.identity(), up_key, self.store.name)
         folder = self.run.step_folder(index, op.name, key, self.store)
         info = folder.info
         upstream = {"key": up_key, "commits": up_state.commits}
-        retry = self.retry_failed and bool(info.get("failed"))
+        # An interrupted step has no final count yet: its ledger may still hold failures to retry.
+        retry = self.retry_failed and (bool(info.get("failed")) or not info.get("complete"))
         cached = bool(info.get("complete")) and info.get("upstream") == upstream and not retry
         state = folder.load_state(clean=not cached, with_ids=not cached)
+        if cached and folder.damaged_parts(state):  # repaired below: only the damaged part's rows rerun
+            cached, state = False, folder.load_state(clean=True)
         started = time.monotonic()
         before_done, before_failed = state.done_count, len(state.failed)
         skip = state.done if retry or not state.failed else state.done | state.failed.keys()
@@ -344,11 +368,13 @@ class Runner:
             self._write_manifest()  # `pixmill status` can follow a long step while it runs
             ctx = StepContext(run_dir=self.run.path.resolve(), step_dir=folder.path.resolve(),
                               input_dir=self.input_dir, seed=self.seed, step_name=folder.name,
-                              committed_rows=lambda: folder.iter_rows(state), committed_count=state.rows)
+                              committed_rows=lambda: folder.iter_rows(state), committed_count=state.rows,
+                              allowed_roots=self.allow_roots)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": False,
                                "seconds": info.get("seconds", 0.0)})
             self._execute(op, ctx, folder, state, up_folder.iter_rows(up_state), skip)
             folder.write_failed(state)
+            folder.write_dropped(state)
             folder.write_info({**self._step_info(index, op, key, upstream), "complete": True,
                                "done": state.done_count, "failed": len(state.failed), "rows": state.rows,
                                "seconds": round(info.get("seconds", 0.0) + time.monotonic() - started, 3)})
@@ -390,21 +416,24 @@ class Runner:
         row_pos: list[int] = []
         done: list[str] = []
         failed: list[dict] = []
+        dropped: list[dict] = []
         last = last_result = time.monotonic()
 
         def flush() -> None:
-            nonlocal rows, row_pos, done, failed, last
+            nonlocal rows, row_pos, done, failed, dropped, last
             if rows or done or failed:
                 if any(b < a for a, b in zip(row_pos, row_pos[1:], strict=False)):  # batches finished out of order
                     order = sorted(range(len(rows)), key=row_pos.__getitem__)
                     rows, row_pos = [rows[i] for i in order], [row_pos[i] for i in order]
-                folder.commit(state, rows, done, failed, positions=row_pos)
-            rows, row_pos, done, failed, last = [], [], [], [], time.monotonic()
+                folder.commit(state, rows, done, failed, positions=row_pos, dropped=dropped)
+            rows, row_pos, done, failed, dropped, last = [], [], [], [], [], time.monotonic()
 
-        with relaxed_gc():
+        # After a first Ctrl-C no batch is handed out; those in flight finish and are committed.
+        with relaxed_gc(), interrupt.graceful():
             try:
-                for batch, outcomes in self.executor.map(StepTask(op, ctx), batches()):
-                    n_failed = _collect(batch, pos_of.pop(id(batch)), outcomes, rows, row_pos, done, failed)
+                for batch, outcomes in self.executor.map(StepTask(op, ctx), interrupt.until_requested(batches())):
+                    n_failed = _collect(batch, pos_of.pop(id(batch)), outcomes, rows, row_pos, done, failed,
+                                        dropped)
                     self.progress.advanced(len(batch) - n_failed, n_failed)
                     now = time.monotonic()
                     slow = now - last_result >= SLOW_BATCH_SECONDS
@@ -413,6 +442,7 @@ class Runner:
                         flush()
             finally:
                 flush()  # on success, error or Ctrl-C: keep every finished batch
+            interrupt.raise_if_requested()  # the step stopped early: it is not complete
 
     # -- reading --------------------------------------------------------------------------------
     def last_rows(self) -> Iterator[dict]:
@@ -421,6 +451,11 @@ class Runner:
             return iter(())
         folder, state, _ = self._last
         return folder.iter_rows(state)
+
+    def mark_complete(self) -> None:
+        """Record that every step of the pipeline ran to the end (``complete`` in the manifest)."""
+        self._manifest["complete"] = True
+        self._write_manifest()
 
     def retire_later_steps(self) -> None:
         """Move step folders beyond the last step run (a pipeline that got shorter) to .stale/."""

@@ -18,6 +18,9 @@ TEXT_TO_IMAGE = "text-to-image"
 IMAGE_EDIT = "image-edit"
 VISION_CHAT = "vision-chat"
 TEXT_LLM = "text-llm"
+UPSCALE = "upscale"
+IMAGE_TEXT_EMBEDDING = "image-text-embedding"  # CLIP / SigLIP: images and texts in one space
+MODERATION = "moderation"  # text safety classification (an OpenAI-compatible /moderations endpoint)
 
 
 @dataclass
@@ -30,6 +33,10 @@ class ImageRequest:
     width: int | None = None
     height: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Conditioning images (PIL), present only when the serving asks for them: see
+    # Serving.control_image_count() and Serving.uses_reference_images().
+    control_images: list[Any] = field(default_factory=list)
+    reference_images: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -43,6 +50,21 @@ class EditRequest:
     negative_prompt: str | None = None
     width: int | None = None
     height: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    control_images: list[Any] = field(default_factory=list)
+    reference_images: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class UpscaleRequest:
+    """Upscaling: make ``image`` (a PIL image) ``scale`` times larger. ``prompt`` guides servings
+    that take one (the SD x4 upscaler); ``seed`` feeds those that add noise."""
+
+    image: Any
+    seed: int
+    scale: float | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,6 +109,27 @@ class ChatResponse:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ModerationResult:
+    """The verdict on one text: ``flagged``, the categories that flagged it and every category's
+    score (0-1), as the moderation endpoint returned them."""
+
+    flagged: bool
+    categories: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def release_cuda_memory() -> None:
+    """Return cached CUDA memory after a serving dropped its weights (no-op without a GPU or torch)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - a serving without torch has nothing to release
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 # Servings made in this process: a Python-API pipeline checks them all before its first step, as
 # the CLI does, since DataFlow-MM-shaped scripts make their servings before running any operator.
 _CREATED: weakref.WeakSet = weakref.WeakSet()
@@ -103,6 +146,7 @@ def check_servings(servings: Any = None) -> None:
 
 ImagesOrError = Union[list[GeneratedImage], Exception]
 ChatOrError = Union[ChatResponse, Exception]
+ModerationOrError = Union[ModerationResult, Exception]
 
 
 class Serving:
@@ -112,6 +156,9 @@ class Serving:
     - ``text-to-image``: :meth:`generate`
     - ``image-edit``: :meth:`edit`
     - ``vision-chat`` and ``text-llm``: :meth:`chat`
+    - ``upscale``: :meth:`upscale`
+    - ``image-text-embedding``: :meth:`embed_images` and :meth:`embed_texts`
+    - ``moderation``: :meth:`moderate`
 
     ``parallel_batches`` tells the local executor how many batches may be in flight at once
     (an HTTP serving with ``--concurrency 32`` raises it; a GPU serving keeps 1).
@@ -145,6 +192,12 @@ class Serving:
         Called once in the main process; must not load weights. Default: nothing.
         """
 
+    def capability_hint(self, capability: str) -> str | None:
+        """Why this serving, as configured, cannot do ``capability``, and what can (shown when an
+        operator needs it); ``None`` for the generic hint. A serving whose capabilities depend on
+        its model (a checkpoint that is an upscaler, say) names the operator or serving to use."""
+        return None
+
     def devices(self) -> list[str]:
         """The devices to run one replica each on (``"cuda:0"``, ``"cpu"``...).
 
@@ -163,6 +216,17 @@ class Serving:
         """The serving's own default number of images per prompt, or ``None`` (the operator's
         ``--images-per-prompt`` wins over it)."""
         return None
+
+    def control_image_count(self) -> int:
+        """How many control images a request carries: one per ControlNet the serving runs (a single
+        image may serve them all), or 0 (the default) when it takes none. The image operators then
+        read them from the row's control field into ``control_images``."""
+        return 0
+
+    def uses_reference_images(self) -> bool:
+        """Whether requests carry reference images (an IP-Adapter's style or subject references)
+        from the row's reference field, in ``reference_images``. Default: no."""
+        return False
 
     def replica_resources(self) -> dict[str, float] | None:
         """What one replica of this serving needs, for executors that place replicas on a cluster:
@@ -195,3 +259,19 @@ class Serving:
 
     def chat(self, requests: list[ChatRequest]) -> list[ChatOrError]:
         raise NotImplementedError(f"serving {self.name} cannot do {VISION_CHAT}")
+
+    def upscale(self, requests: list[UpscaleRequest]) -> list[ImagesOrError]:
+        """One entry per request: a one-image list (the larger image, with its provenance) or an
+        exception for a request that failed."""
+        raise NotImplementedError(f"serving {self.name} cannot do {UPSCALE}")
+    def embed_images(self, images: list[Any]) -> Any:
+        """L2-normalised embeddings of PIL images: an array of shape (len(images), dim)."""
+        raise NotImplementedError(f"serving {self.name} cannot do {IMAGE_TEXT_EMBEDDING}")
+
+    def embed_texts(self, texts: list[str]) -> Any:
+        """L2-normalised embeddings of texts, in the same space as :meth:`embed_images`."""
+        raise NotImplementedError(f"serving {self.name} cannot do {IMAGE_TEXT_EMBEDDING}")
+
+    def moderate(self, texts: list[str]) -> list[ModerationOrError]:
+        """One :class:`ModerationResult` (or Exception) per text, in order."""
+        raise NotImplementedError(f"serving {self.name} cannot do {MODERATION}")

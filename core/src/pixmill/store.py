@@ -35,6 +35,11 @@ class Store:
         naming the file and line, unless ``on_bad_line`` is given (then it is called and skipped)."""
         raise NotImplementedError
 
+    def check_input(self, path: Path, into: Store) -> None:
+        """Before a run copies the input file ``path`` (in this store's format) into step files of
+        store ``into``: raise :class:`pixmill.errors.InputError` naming the column and the fix for
+        values ``into`` cannot hold faithfully. Default: nothing to check."""
+
     def write_file(self, path: Path, rows: Iterable[dict], metadata: dict[str, str] | None = None) -> int:
         """Write a whole file from a stream of rows (export). Default: one part. Returns the count.
 

@@ -21,6 +21,42 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {kind: make_tiny(root / kind, kind) for kind in ("flux", "flux-kontext", "sd")}
 
 
+@pytest.fixture(scope="session")
+def addons(models, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny SDXL pipeline, and tiny ControlNets / IP-Adapters for the SD, SDXL and FLUX pipelines."""
+    from pixmill_diffusers.tiny import make_tiny
+    from pixmill_diffusers.tiny_addons import make_tiny_controlnet, make_tiny_ip_adapter
+
+    root = tmp_path_factory.mktemp("addons")
+    out = {"sdxl": make_tiny(root / "sdxl", "sdxl")}
+    bases = {"sd": models["sd"], "sdxl": out["sdxl"], "flux": models["flux"]}
+    for kind, base in bases.items():
+        out[f"{kind}-controlnet"] = make_tiny_controlnet(base, root / f"{kind}-controlnet")
+        out[f"{kind}-ip-adapter"] = make_tiny_ip_adapter(base, root / f"{kind}-ip-adapter")
+    out["sd-controlnet-2"] = make_tiny_controlnet(bases["sd"], root / "sd-controlnet-2", seed=1)
+    return out
+
+
+def save_pattern(path: Path, size: tuple[int, int], kind: str) -> str:
+    """A small test picture with clear edges: ``stripes``, ``square`` or ``noise``."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    w, h = size
+    if kind == "noise":
+        image = Image.fromarray((np.random.RandomState(0).rand(h, w, 3) * 255).astype("uint8"))
+    else:
+        image = Image.new("RGB", size, (0, 0, 0))
+        draw = ImageDraw.Draw(image)
+        if kind == "stripes":
+            for x in range(0, w, 8):
+                draw.rectangle((x, 0, x + 3, h), fill=(255, 255, 255))
+        else:
+            draw.rectangle((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=(255, 255, 255))
+    image.save(path)
+    return path.name
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry():
     from pixmill.plugins import reset_registry
@@ -79,4 +115,5 @@ def h() -> Any:
     """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(run=run_steps, pixels=pixels, write_rows=write_rows, read_rows=read_rows)
+    return SimpleNamespace(run=run_steps, pixels=pixels, write_rows=write_rows, read_rows=read_rows,
+                           pattern=save_pattern)

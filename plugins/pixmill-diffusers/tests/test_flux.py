@@ -115,7 +115,7 @@ def test_local_dir_keeps_one_folder_per_model(tmp_path: Path, models, h):
 def test_memory_options_and_lora(tmp_path: Path, models, h, caplog):
     from pixmill_diffusers.tiny import make_tiny_lora
 
-    lora = make_tiny_lora(models["flux"], tmp_path / "lora")
+    lora = make_tiny_lora(models["flux"], tmp_path / "lora-weights")
     rows = [{"id": "a", "prompt": "a cat"}]
     plain = h.run(tmp_path, rows, [("generate-images", flux(models))], "plain")
     caplog.set_level(logging.WARNING, logger="pixmill.diffusers")

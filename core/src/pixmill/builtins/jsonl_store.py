@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..errors import InputError
 from ..store import BadLineHandler, Store, atomic_replace, temp_path
 
+_BOM = b"\xef\xbb\xbf"
 _std_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 try:  # orjson is 5-10x faster than the standard library on rows like ours; both write the same JSON
@@ -65,6 +66,8 @@ class JsonlStore(Store):
     def read_part(self, path: Path, on_bad_line: BadLineHandler | None = None) -> Iterator[dict]:
         with open(path, "rb") as fh:
             for lineno, line in enumerate(fh, 1):
+                if lineno == 1 and line.startswith(_BOM):
+                    line = line[len(_BOM):]  # editors on Windows start UTF-8 files with a BOM
                 try:
                     row = _loads(line)
                     if type(row) is not dict:

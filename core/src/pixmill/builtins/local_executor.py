@@ -6,6 +6,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Iterable, Iterator
 
 from ..executor import Batch, Executor, StepTask, run_batch
+from ..interrupt import Interrupted, cancel_in_flight
 from ..operator import Outcome
 from ..options import Option
 
@@ -58,10 +59,20 @@ def _threaded(op, ctx, batches: Iterable[Batch], workers: int) -> Iterator[tuple
                     return
                 pending[pool.submit(run_batch, op, batch, ctx)] = batch
 
-        fill()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            finished = [(pending.pop(fut), fut) for fut in done]
-            fill()  # refill before handing results over: the caller's commit must not idle the workers
-            for batch, fut in finished:
-                yield batch, fut.result()
+        try:
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                finished = [(pending.pop(fut), fut) for fut in done]
+                fill()  # refill before handing results over: the caller's commit must not idle the workers
+                for batch, fut in finished:
+                    if isinstance(fut.exception(), Interrupted):
+                        continue  # cut short by Ctrl-C: neither done nor failed, the next run redoes it
+                    yield batch, fut.result()
+        except BaseException:
+            # Ctrl-C, or an error that stops the step: abandon what is in flight rather than wait
+            # for it on the way out (the pool joins its threads when this block exits).
+            for fut in pending:
+                fut.cancel()
+            cancel_in_flight()
+            raise

@@ -27,7 +27,7 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from typing import Any, Iterable, Iterator
 
-from ..errors import PixmillError
+from ..errors import EnvironmentFault, PixmillError
 from ..executor import Batch, StepTask, _reason
 from ..operator import Outcome
 from ..worker_pool import MAX_RESTARTS, PREFETCH, BatchBook, Replica, WorkerState
@@ -36,7 +36,7 @@ log = logging.getLogger("pixmill.executor.devices")
 
 JOIN_SECONDS = 60.0
 
-_READY, _LOAD_FAILED, _STARTED, _DONE = "ready", "load-failed", "started", "done"
+_READY, _LOAD_FAILED, _STARTED, _DONE, _FAULT = "ready", "load-failed", "started", "done", "fault"
 
 
 # -- the worker side ------------------------------------------------------------------------------
@@ -61,6 +61,9 @@ def pin_device(device: str, cpu_threads: int | None = None) -> str:
 
 def _worker_main(wid: int, device: str, spec_blob: bytes, inbox: Any, conn: Connection, log_level: int,
                  cpu_threads: int | None) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides what stops (see pixmill.interrupt),
+    # and stops a worker by killing it once the grace period is over.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     local_device = pin_device(device, cpu_threads)
     logging.basicConfig(level=log_level, format=f"%(levelname)s [{device}#{wid}] %(name)s: %(message)s")
     try:
@@ -81,7 +84,12 @@ def _worker_main(wid: int, device: str, spec_blob: bytes, inbox: Any, conn: Conn
                 break
             bid, rows = item
             conn.send((_STARTED, wid, bid, None))
-            conn.send((_DONE, wid, bid, replica.run(rows)))
+            try:
+                outcomes = replica.run(rows)
+            except EnvironmentFault as exc:  # disk full, memory...: the parent stops the step
+                conn.send((_FAULT, wid, bid, str(exc)))
+                break
+            conn.send((_DONE, wid, bid, outcomes))
     finally:
         replica.close()
 
@@ -178,6 +186,8 @@ class DevicePool:
                         continue
                     elif kind == _STARTED:
                         book.started(w, bid)
+                    elif kind == _FAULT:
+                        raise EnvironmentFault(payload)  # not the rows' fault: no failure is recorded
                     elif kind == _DONE:
                         yield book.done(w, bid), payload
                     feed(w)

@@ -11,7 +11,8 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import PixmillError
+from ..errors import PixmillError, environment_fault, is_environment_error
+from ..interrupt import MESSAGE as INTERRUPTED
 
 # Core command modules, each defining `command` (or a list `commands`). Add a module here to add a core command.
 _COMMAND_MODULES = ("run", "info", "status", "export", "gallery", "init", "keys", "gc")
@@ -62,14 +63,16 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        # With standalone_mode=False click turns Ctrl-C into Abort; say what a user needs to know.
+        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        click.echo(INTERRUPTED if interrupted else "Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("Interrupted: committed work is kept; rerun the same command to resume.", err=True)
+        click.echo(INTERRUPTED, err=True)
         sys.exit(130)
     except PixmillError as exc:
         if debug:
@@ -79,5 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001
         if debug:
             raise
+        if is_environment_error(exc):  # disk full or unwritable while committing: say so plainly
+            click.echo(f"Error: {environment_fault(exc, 'the run')}", err=True)
+            sys.exit(1)
         click.echo(f"Error: {type(exc).__name__}: {exc} (set PIXMILL_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)

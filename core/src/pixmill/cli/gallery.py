@@ -23,15 +23,17 @@ import click
 @click.option("--score-key", default="scores", show_default=True, help="field holding the judge's scores")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="thumbnail threads (default: 2 per core)")
 @click.option("--title", default=None, help="page title")
+@click.option("--allow-root", "allow_roots", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="also show image files under this folder (repeatable; default: only the run and input folders)")
 def command(run_dir: Path, out: Path | None, embed: bool, page_size: int, thumb_size: int,
             image_keys: tuple[str, ...], prompt_key: str | None, score_key: str, workers: int | None,
-            title: str | None) -> None:
+            title: str | None, allow_roots: tuple[Path, ...]) -> None:
     """Write an HTML gallery of RUN: every row's images, prompt, scores, failures; sort, filter, pages."""
     from ..gallery import write_gallery
 
     result = write_gallery(run_dir, out, embed=embed, page_size=page_size, thumb_size=thumb_size,
                            workers=workers, image_keys=image_keys, prompt_key=prompt_key, score_key=score_key,
-                           title=title)
+                           title=title, allow_roots=allow_roots)
     c, t = result.counts, result.thumbs
     click.echo(f"wrote {result.path}: {result.rows:,} rows ({c['ok']:,} ok, {c['failed']:,} failed, "
                f"{c['filtered']:,} filtered out), thumbnails {t.made:,} made, {t.cached:,} cached"

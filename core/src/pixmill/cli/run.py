@@ -131,6 +131,8 @@ class RunGroup(click.Group):
 @click.option("--set", "overrides", multiple=True, metavar="STEP.KEY=VALUE",
               help="override a step's option, e.g. --set judge.max_tokens=200 or --set 2.serving.base_url=URL "
                    "(STEP: the operator's name or its 1-based position)")
+@click.option("--allow-root", "allow_roots", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="also let rows name files under this folder (repeatable; default: only the run and input folders)")
 @click.option("--dry-run", is_flag=True, help="validate and print the resolved pipeline as YAML, run nothing")
 @click.option("-q", "--quiet", is_flag=True, help="no progress output")
 @click.pass_context
@@ -152,7 +154,8 @@ def command(ctx: click.Context, **kwargs: Any) -> None:
 @click.pass_context
 def _run(ctx: click.Context, steps: list[StepSpec], input_path: Path | None, out: Path | None, store: str | None,
          executor: str | None, executor_opt: tuple[str, ...], seed: int | None, retry_failed: bool | None,
-         skip_bad_lines: bool | None, id_key: str | None, overrides: tuple[str, ...], dry_run: bool,
+         skip_bad_lines: bool | None, id_key: str | None, overrides: tuple[str, ...],
+         allow_roots: tuple[Path, ...], dry_run: bool,
          quiet: bool) -> None:
     pipeline_file = ctx.meta.get("pipeline_file")
     if pipeline_file:
@@ -170,6 +173,7 @@ def _run(ctx: click.Context, steps: list[StepSpec], input_path: Path | None, out
     for key, value in run_options.items():
         if value is not None:
             setattr(spec, key, value)
+    spec.allow_roots = [*spec.allow_roots, *map(str, allow_roots)]
     for item in executor_opt:
         key, value = _key_value(item, "--executor-opt", "workers=4")
         spec.executor_options[key.replace("-", "_")] = value

@@ -28,6 +28,7 @@ def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
     for folder in (s.folder for s in Run(run_dir).steps):
         info = folder.info
         state = folder.load_state(with_ids=False)
+        damaged = folder.damaged_parts(state)
         counts: Counter[str] = Counter()
         example: dict[str, str] = {}
         ids: dict[str, list[str]] = {}
@@ -44,6 +45,9 @@ def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
             "rows": state.rows, "seconds": info.get("seconds"),
             "failures": [{"reason": example[p], "count": c, "example_ids": ids[p]} for p, c in counts.most_common()],
         }
+        if damaged:
+            step["complete"] = False
+            step["damaged"] = [f"{part}: {why}" for part, why in damaged.items()]
         if info.get("skipped_lines"):
             step["skipped_lines"] = info["skipped_lines"]
         steps.append(step)
@@ -61,11 +65,13 @@ def command(run_dir: Path, as_json: bool) -> None:
         return
     click.echo(f"{'step':<26}{'state':<10}{'rows':>10}{'done':>10}{'failed':>8}")
     for s in steps:
-        state = "complete" if s["complete"] else "partial"
+        state = "damaged" if s.get("damaged") else "complete" if s["complete"] else "partial"
         click.echo(f"{s['folder']:<26}{state:<10}{s['rows']:>10,}{s['done']:>10,}{s['failed']:>8,}")
         for f in s["failures"][:10]:
             click.echo(f"    {f['count']:>6} x {f['reason']}  (e.g. {', '.join(f['example_ids'])})")
         if len(s["failures"]) > 10:
             click.echo(f"    ... and {len(s['failures']) - 10} other reasons (--json for all)")
+        for damage in s.get("damaged", []):
+            click.echo(f"    damaged part {damage}; the next run of the same command recomputes its rows")
         if s.get("skipped_lines"):
             click.echo(f"    {s['skipped_lines']} malformed input lines skipped (see {s['folder']}/skipped.jsonl)")

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
+from urllib.parse import quote
 
 from ..fields import META_SUFFIX
 from ..rows import ID_KEY
 from ..store import atomic_replace, temp_path
-from .run_view import FAILED, FILTERED, OK, RunView, ViewRow, image_paths, relpath
+from .curation import FIGURE_LABELS, curation_of
+from .run_view import FAILED, FILTERED, OK, RunView, ViewRow, file_href, image_paths
 from .thumbs import Thumbnailer, ThumbStats
 
 log = logging.getLogger("pixmill.gallery")
@@ -44,10 +46,13 @@ class GalleryResult:
 def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: bool = False,
                   page_size: int = 100, thumb_size: int = 256, workers: int | None = None,
                   image_keys: Iterable[str] = (), prompt_key: str | None = None, score_key: str = "scores",
-                  title: str | None = None) -> GalleryResult:
-    """Write the gallery of the run in ``run_dir`` to ``out`` (default ``RUN/gallery.html``)."""
+                  title: str | None = None, allow_roots: Iterable[Path | str] = ()) -> GalleryResult:
+    """Write the gallery of the run in ``run_dir`` to ``out`` (default ``RUN/gallery.html``).
+    Image files are shown only under the run folder, the input's folder and ``allow_roots`` (see
+    :mod:`pixmill.file_roots`)."""
     started = time.monotonic()
-    view = RunView(run_dir, image_keys=image_keys, prompt_key=prompt_key, score_key=score_key)
+    view = RunView(run_dir, image_keys=image_keys, prompt_key=prompt_key, score_key=score_key,
+                   allow_roots=allow_roots)
     out = Path(out) if out is not None else view.run_dir / "gallery.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     html_dir = out.parent.resolve()
@@ -65,11 +70,11 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
     files_dir = out.with_name(out.stem + "_files")
     thumbnailer = Thumbnailer(None if embed else files_dir, size=thumb_size, workers=workers, embed=embed)
     thumbs = thumbnailer.make_all(sources)
-    thumb_prefix = "" if embed else relpath(files_dir.resolve(), html_dir) + "/"
+    thumb_prefix = "" if embed else file_href(files_dir.resolve(), html_dir) + "/"
 
     def thumb_url(source: Path) -> str | None:
         value = thumbs.get(source)
-        return None if value is None else (value if embed else thumb_prefix + value)
+        return None if value is None else (value if embed else thumb_prefix + quote(value))
 
     records = [_record(view, r, columns, html_dir, thumb_url) for r in rows]
     counts = Counter(r.status for r in rows)
@@ -77,6 +82,7 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
         "title": title or f"pixmill run {view.run_dir.resolve().name}",
         "run": str(view.run_dir),
         "created": view.manifest.get("created"),
+        "incomplete": view.incomplete,
         "pixmill": view.manifest.get("pixmill"),
         "page_size": page_size,
         "score_key": score_key,
@@ -84,6 +90,7 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
         "steps": [s.as_dict() for s in view.step_summaries(filtered)],
         "counts": {OK: counts[OK], FAILED: counts[FAILED], FILTERED: counts[FILTERED]},
         "rows": records,
+        "figures": [label for label in FIGURE_LABELS if any(label in r.get("cu", {}) for r in records)],
     }
     html = _template().replace(DATA_MARK, _script_json(page), 1)
     tmp = temp_path(out)
@@ -112,10 +119,11 @@ def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path,
             found = view.resolver.resolve(p)
             meta = metas[i] if i < len(metas) and isinstance(metas[i], dict) else None
             if found is None:
-                images.append({"t": None, "f": p, "miss": True})
+                refused = view.resolver.refused.get(p)
+                images.append({"t": None, "f": p, "miss": True, **({"why": refused} if refused else {})})
                 continue
             generated = generated or view.resolver.is_generated(found)
-            images.append({"t": thumb_url(found), "f": relpath(found, html_dir), "c": _caption(meta),
+            images.append({"t": thumb_url(found), "f": file_href(found, html_dir), "c": _caption(meta),
                             "m": _meta_text(meta)})
         groups.append({"k": key, "gen": generated, "i": images})
     groups.sort(key=lambda g: g["gen"])  # sources first, then what the run made: side by side
@@ -131,6 +139,11 @@ def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path,
         rec["ra"] = rationale
     if extra:
         rec["x"] = extra
+    figures, flags = curation_of(row)
+    if figures:
+        rec["cu"] = figures
+    if flags:
+        rec["fl"] = flags
     return rec
 
 

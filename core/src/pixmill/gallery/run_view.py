@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import ConfigError
 from ..fields import DISPLAY_TEXT_FIELDS
+from ..file_roots import check_image_file, run_roots
 from ..rows import ID_KEY, prompt_text
 from ..run import Run
 from ..run_folder import RunFolder, StepFolder, StepState
@@ -49,15 +50,21 @@ def image_paths(value: Any) -> list[str] | None:
 class PathResolver:
     """Finds the file an image path in a row names, as :meth:`pixmill.StepContext.resolve` does:
     absolute, else relative to the run folder (generated images), the input file's folder, or the
-    working directory. Results are cached: a run names the same input image many times."""
+    working directory. Results are cached: a run names the same input image many times.
 
-    def __init__(self, run_dir: Path, input_dir: Path):
+    A file outside the allowed roots (:mod:`pixmill.file_roots`; symlinks resolved) or that is not
+    an image is refused: :meth:`resolve` gives None and :attr:`refused` holds the reason, so it is
+    never copied into an export or linked from a gallery."""
+
+    def __init__(self, run_dir: Path, input_dir: Path, allow_roots: Iterable[Path | str] = ()):
         self.run_dir = run_dir.resolve()
         self.input_dir = input_dir.resolve()
+        self.roots = run_roots(self.run_dir, self.input_dir, allow_roots)
+        self.refused: dict[str, str] = {}  # path as the row names it -> why it is not read
         self._cache: dict[str, Path | None] = {}
 
     def resolve(self, path: str) -> Path | None:
-        """The existing file ``path`` names, or None."""
+        """The existing, allowed image file ``path`` names, or None."""
         try:
             return self._cache[path]
         except KeyError:
@@ -66,10 +73,19 @@ class PathResolver:
         found = None
         for candidate in ([p] if p.is_absolute() else [self.run_dir / p, self.input_dir / p, Path.cwd() / p]):
             if candidate.is_file():
-                found = candidate.resolve()
+                try:
+                    found = self.roots.check(candidate, named=path)
+                    check_image_file(found, named=path)
+                except ValueError as exc:
+                    self.refused[path] = str(exc)
+                    found = None
                 break
         self._cache[path] = found
         return found
+
+    def named_file(self, path: str) -> bool:
+        """Whether ``path`` names an existing file, allowed or refused (an image column's value)."""
+        return self.resolve(path) is not None or path in self.refused
 
     def is_generated(self, absolute: Path) -> bool:
         """Whether a resolved image was written by the run (else it came with the input)."""
@@ -118,16 +134,21 @@ class RunView:
     """Reads a run folder for presentation: rows with statuses, image columns, per-step figures."""
 
     def __init__(self, run_dir: Path | str, image_keys: Iterable[str] = (), prompt_key: str | None = None,
-                 score_key: str = "scores"):
+                 score_key: str = "scores", allow_roots: Iterable[Path | str] = (), step: str | None = None):
         self.run_dir = Path(run_dir)
         self.run = RunFolder(self.run_dir)
         self.steps: list[StepFolder] = [s.folder for s in Run(self.run_dir).steps]
         if not self.steps:
             raise ConfigError(f"run {self.run_dir} has no steps", "run a pipeline into it first")
         self.manifest = self.run.manifest
+        # Why the run's result is not final (killed, interrupted, a step that failed), or None.
+        self.incomplete = incomplete_reason(self.manifest, self.steps)
+        self.all_steps = list(self.steps)
+        if step is not None:
+            self.steps = self.steps[:find_step(self.steps, step, self.run_dir) + 1]
         source = self.manifest.get("input") or {}
         input_dir = Path(source["path"]).parent if source.get("path") else Path.cwd()
-        self.resolver = PathResolver(self.run_dir, input_dir)
+        self.resolver = PathResolver(self.run_dir, input_dir, allow_roots)
         self.user_image_keys = tuple(image_keys)
         self.prompt_key = prompt_key
         self.score_key = score_key
@@ -182,10 +203,17 @@ class RunView:
                 filtered_counts[step.name] = len(dropped)
             if dropped:
                 reason = _drop_reason(step)
+                recorded = state.dropped  # drops the operator explained (duplicate_of, nsfw...)
                 prev = self.steps[k - 1]
                 for row in prev.iter_rows(self.state(prev)):
-                    if row.get(ID_KEY) in dropped:
-                        yield ViewRow(row, FILTERED, step.name, reason)
+                    rid = row.get(ID_KEY)
+                    if rid in dropped:
+                        why = recorded.get(rid)
+                        if why:
+                            info = {k: v for k, v in why.items() if k not in (ID_KEY, "reason")}
+                            yield ViewRow({**row, **info}, FILTERED, step.name, f"{reason}: {why.get('reason', '')}")
+                        else:
+                            yield ViewRow(row, FILTERED, step.name, reason)
 
     def _dropped_ids(self, step: StepFolder, state: StepState) -> set[str]:
         """Ids the step marked done but did not output (nor any child of: expanding operators
@@ -225,7 +253,7 @@ class RunView:
                     is_list[key] = True
                 else:
                     is_list.setdefault(key, False)
-                if key not in confirmed and any(self.resolver.resolve(p) for p in paths):
+                if key not in confirmed and any(self.resolver.named_file(p) for p in paths):
                     confirmed.add(key)
         return {k: is_list.get(k, False) for k in is_list if k in confirmed} | \
             {k: False for k in named if k not in is_list}
@@ -262,6 +290,33 @@ class RunView:
         return overall, subs, rationale if isinstance(rationale, str) else ""
 
 
+def incomplete_reason(manifest: dict, steps: list[StepFolder]) -> str | None:
+    """Why a run's output is not the pipeline's result, or None when it is."""
+    for step in steps:
+        if not step.info.get("complete"):
+            return f"step {step.name} did not finish"
+        damaged = step.damaged_parts(step.load_state(with_ids=False))
+        if damaged:
+            part, why = next(iter(damaged.items()))
+            return f"step {step.name} has a damaged part ({part}: {why}); rerun the pipeline to repair it"
+    if manifest.get("complete") is False:  # (runs made before this flag existed have no key)
+        return f"the pipeline stopped after step {steps[-1].name}; later steps never ran"
+    return None
+
+
+def find_step(steps: list[StepFolder], name: str, run_dir: Path) -> int:
+    """The index of the step named by folder (``02-judge``), number (``2``) or operator (``judge``)."""
+    for i, step in enumerate(steps):
+        if name in (step.name, step.name.split("-", 1)[0], str(i)):
+            return i
+    matches = [i for i, step in enumerate(steps) if step.name.split("-", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(s.name for s in steps)
+    raise ConfigError(f"run {run_dir} has {'several steps' if matches else 'no step'} named {name!r}",
+                      f"name one of: {names}")
+
+
 def _drop_reason(step: StepFolder) -> str:
     info = step.info
     name = info.get("operator") or info.get("name") or step.name
@@ -273,3 +328,13 @@ def _drop_reason(step: StepFolder) -> str:
 def relpath(target: Path, start: Path) -> str:
     """``target`` relative to the folder ``start``, with forward slashes (for HTML and rows)."""
     return Path(os.path.relpath(target, start)).as_posix()
+
+
+def file_href(target: Path, start: Path) -> str:
+    """A link from a page in ``start`` to ``target``: always a relative URL, percent-encoded and
+    starting with ``./`` or ``../``, so no file name (``javascript:alert(1).png``,
+    ``https:x.png``, ``#x.png``) can turn into a script, another site or an in-page anchor."""
+    from urllib.parse import quote
+
+    rel = quote(relpath(target, start))
+    return rel if rel.startswith("../") else "./" + rel

@@ -7,7 +7,8 @@
 - :func:`normalize_base_url`, :func:`make_client`: endpoint joining and client construction;
 - :mod:`pixmill.http.chat`, :mod:`pixmill.http.media`: chat messages and images on the wire.
 
-Nothing here imports ``openai`` at import time.
+Nothing here imports ``openai`` at import time. Its dependencies are the core's ``http`` extra
+(``pip install "pixmill[http]"``), which the HTTP plugins require.
 """
 
 from __future__ import annotations
@@ -19,4 +20,4 @@ from .serving import DEFAULT_BASE_URL, OpenAICompatibleServing, http_options
 from .urls import normalize_base_url, redact_url
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAICompatibleServing", "RequestEngine", "RequestError", "TransientError",
-           "http_options", "is_transient", "make_client", "normalize_base_url", "redact_url", "retry_after"]
+           "ResponseTooLarge", "http_options", "is_transient", "make_client", "normalize_base_url", "redact_url", "retry_after"]

@@ -5,27 +5,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .urls import normalize_base_url
+from .errors import ResponseTooLarge
+from .urls import normalize_base_url, split_query
 
 _QUIETED = False
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024**2
+
+
 def make_client(base_url: str, api_key: str, timeout: float | None = None, concurrency: int = 8,
-                default_headers: dict[str, str] | None = None) -> Any:
+                default_headers: dict[str, str] | None = None,
+                max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES) -> Any:
     """An ``openai.AsyncOpenAI`` for ``base_url`` with the client's own retries disabled.
 
     Retries, backoff and rate limiting belong to :class:`pixmill.http.RequestEngine`: two retry
     layers would multiply attempts and ignore each other's backoff. The connection pool is sized to
-    the concurrency so that requests never queue inside the client.
+    the concurrency so that requests never queue inside the client. An answer body over
+    ``max_response_bytes`` is abandoned as it streams in (:class:`ResponseTooLarge`), so a broken
+    or hostile endpoint cannot exhaust memory.
     """
     import httpx2
     import openai
 
     _quiet_http_logs()
     limits = httpx2.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=max(concurrency, 1))
-    http_client = httpx2.AsyncClient(transport=_coalescing_transport(limits), timeout=timeout, follow_redirects=True)
-    return openai.AsyncOpenAI(base_url=normalize_base_url(base_url), api_key=api_key, max_retries=0,
-                              timeout=timeout, http_client=http_client, default_headers=default_headers)
+    transport = _coalescing_transport(limits, max_response_bytes)
+    http_client = httpx2.AsyncClient(transport=transport, timeout=timeout, follow_redirects=True)
+    root, query = split_query(normalize_base_url(base_url))
+    return openai.AsyncOpenAI(base_url=root, api_key=api_key, max_retries=0, timeout=timeout,
+                              http_client=http_client, default_headers=default_headers, default_query=query or None)
 
 
 def _quiet_http_logs() -> None:
@@ -41,7 +50,34 @@ def _quiet_http_logs() -> None:
     _QUIETED = True
 
 
-def _coalescing_transport(limits: Any) -> Any:
+def capped_stream(stream: Any, limit: int, what: str) -> Any:
+    """An httpx byte stream that raises :class:`ResponseTooLarge` once more than ``limit`` bytes
+    have come in (before they pile up in memory)."""
+    import httpx2
+
+    class CappedStream(httpx2.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            total = 0
+            async for chunk in stream:
+                total += len(chunk)
+                if total > limit:
+                    raise ResponseTooLarge(what, limit)
+                yield chunk
+
+        async def aclose(self) -> None:
+            await stream.aclose()
+
+    return CappedStream()
+
+
+def check_length(response: Any, limit: int, what: str) -> None:
+    """Refuse a response whose declared Content-Length is over ``limit`` before reading it."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(what, limit)
+
+
+def _coalescing_transport(limits: Any, max_response_bytes: int | None = None) -> Any:
     """An httpx transport that sends each request body in one write.
 
     A multipart upload (an image edit) is streamed as dozens of small chunks, one per field header,
@@ -54,6 +90,14 @@ def _coalescing_transport(limits: Any) -> Any:
     class CoalescingTransport(httpx2.AsyncHTTPTransport):
         async def handle_async_request(self, request: Any) -> Any:
             await request.aread()
-            return await super().handle_async_request(request)
+            response = await super().handle_async_request(request)
+            if max_response_bytes:
+                try:
+                    check_length(response, max_response_bytes, "the API's answer")
+                except ResponseTooLarge:
+                    await response.aclose()
+                    raise
+                response.stream = capped_stream(response.stream, max_response_bytes, "the API's answer")
+            return response
 
     return CoalescingTransport(limits=limits)

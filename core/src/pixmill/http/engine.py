@@ -7,12 +7,15 @@ Every HTTP serving (OpenAI-compatible image, chat and judge backends) runs its r
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
+import threading
 from concurrent.futures import Future
 from typing import Awaitable, Callable, Iterable, Sequence, TypeVar, Union
 
-from .errors import RequestError, describe, is_transient, retry_after, status_of
+from .. import interrupt
+from .errors import RequestError, describe, is_transient, retry_after, status_of, too_large_cause
 from .loop import get_loop
 from .ratelimit import RateLimiter
 
@@ -36,6 +39,10 @@ class RequestEngine:
 
     ``secrets`` are scrubbed from every error message (some providers echo the key they got).
     A request is a zero-argument factory returning a fresh coroutine, so each attempt is a new call.
+
+    After Ctrl-C (see :mod:`pixmill.interrupt`) no attempt starts, retries included, and requests
+    still in flight when the grace period ends are cancelled; both raise
+    :class:`~pixmill.interrupt.Interrupted`, never a row failure.
     """
 
     def __init__(self, concurrency: int = 8, rpm: float | None = None, timeout: float | None = 120.0,
@@ -55,21 +62,47 @@ class RequestEngine:
         self._sem: asyncio.Semaphore | None = None
         self._random = random.Random()
         self.stats = {"attempts": 0, "retries": 0, "failed": 0, "succeeded": 0}
+        self._in_flight: set[Future] = set()
+        self._in_flight_lock = threading.Lock()
+        interrupt.register_canceller(self)
 
     # -- submitting ---------------------------------------------------------------------------
     def submit(self, factory: RequestFactory[T]) -> Future[T]:
         """Schedule one request; the future gives its result or raises :class:`RequestError`."""
-        return asyncio.run_coroutine_threadsafe(self.call(factory), self._loop)
+        interrupt.raise_if_requested()
+        future = asyncio.run_coroutine_threadsafe(self.call(factory), self._loop)
+        with self._in_flight_lock:
+            self._in_flight.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future) -> None:
+        with self._in_flight_lock:
+            self._in_flight.discard(future)
+
+    def cancel_in_flight(self) -> None:
+        """Cancel every request of this engine still running (called on a hard interrupt)."""
+        with self._in_flight_lock:
+            futures = list(self._in_flight)
+        for future in futures:
+            future.cancel()
 
     def run_all(self, factories: Iterable[RequestFactory[T]]) -> list[Union[T, Exception]]:
         """Run requests concurrently and wait for all: one result or ``Exception`` each, in order."""
         futures = [self.submit(f) for f in factories]
         out: list[Union[T, Exception]] = []
-        for fut in futures:
-            try:
-                out.append(fut.result())
-            except Exception as exc:  # noqa: BLE001 - one request's failure is that request's entry
-                out.append(exc)
+        try:
+            for fut in futures:
+                try:
+                    out.append(fut.result())
+                except concurrent.futures.CancelledError:
+                    raise interrupt.Interrupted() from None
+                except Exception as exc:  # noqa: BLE001 - one request's failure is that request's entry
+                    out.append(exc)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
         return out
 
     # -- one request --------------------------------------------------------------------------
@@ -80,8 +113,14 @@ class RequestEngine:
         attempt = 0
         while True:
             attempt += 1
+            # On the loop, an interrupt surfaces as cancellation (a KeyboardInterrupt raised in a
+            # task would stop the loop itself); run_all turns it into Interrupted for the caller.
+            if interrupt.requested():
+                raise asyncio.CancelledError()
             await self._limiter.acquire()
             async with self._sem:
+                if interrupt.requested():  # Ctrl-C while this request waited for a slot
+                    raise asyncio.CancelledError()
                 self.stats["attempts"] += 1
                 try:
                     if self.timeout:
@@ -93,7 +132,7 @@ class RequestEngine:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    error = exc
+                    error = too_large_cause(exc) or exc
             transient = is_transient(error)
             if not transient or attempt > self.max_retries:
                 self.stats["failed"] += 1

@@ -35,6 +35,27 @@ class RequestError(Exception):
         super().__init__(message)
 
 
+class ResponseTooLarge(RequestError):
+    """An answer or download larger than the serving's cap (``--max-response-mb``): never retried,
+    since the same request gets the same answer."""
+
+    def __init__(self, what: str, limit: int):
+        super().__init__(f"{what} is larger than {limit / 1024**2:g} MiB; raise --max-response-mb if this is expected")
+
+
+def too_large_cause(exc: BaseException) -> ResponseTooLarge | None:
+    """The :class:`ResponseTooLarge` behind ``exc``, if any: the openai client wraps errors raised
+    while it reads a body in its own connection error, which would otherwise look transient."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 10:
+        if isinstance(current, ResponseTooLarge):
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
 def status_of(exc: BaseException) -> int | None:
     status = getattr(exc, "status_code", None)
     if status is None:

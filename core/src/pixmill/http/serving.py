@@ -38,6 +38,8 @@ def http_options(model: str | None = None, base_url: str = DEFAULT_BASE_URL, api
         Option("rpm", float, None, "at most this many requests per minute (retries included)", cache=False),
         Option("timeout", float, timeout, "seconds before one attempt is abandoned and retried", cache=False),
         Option("max_retries", int, max_retries, "retries on 429/5xx/timeouts/connection errors", cache=False),
+        Option("max_response_mb", float, 128.0, "largest answer (or image download) accepted, in MiB; a larger "
+               "one fails its row instead of filling memory", cache=False),
     )
 
 
@@ -90,6 +92,10 @@ class OpenAICompatibleServing(Serving):
     def check(self) -> None:
         self.api_key()
 
+    def max_response_bytes(self) -> int:
+        """The largest answer body or image download this serving accepts (``--max-response-mb``)."""
+        return max(1, int(float(self.config.get("max_response_mb") or 128.0) * 1024**2))
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["options"]["base_url"] = redact_url(out["options"]["base_url"])
@@ -105,7 +111,7 @@ class OpenAICompatibleServing(Serving):
                                      timeout=cfg.get("timeout"), max_retries=int(cfg.get("max_retries") or 0),
                                      secrets=[key], name=f"{self.name} {cfg.get('model')}")
         self._client = make_client(cfg["base_url"], key, timeout=cfg.get("timeout"),
-                                   concurrency=int(cfg["concurrency"]))
+                                   concurrency=int(cfg["concurrency"]), max_response_bytes=self.max_response_bytes())
         log.debug("%s: %s at %s", self.name, cfg.get("model"), redact_url(cfg["base_url"]))
 
     def unload(self) -> None:

@@ -9,7 +9,7 @@ URL has no path, never ``/v1/v1``, and any other path kept as the provider wrote
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
@@ -50,3 +50,15 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def split_query(url: str) -> tuple[str, dict[str, str]]:
+    """``(url without its query string, the query's parameters)``.
+
+    Some providers put required parameters in the base URL (Azure's ``?api-version=...``). The
+    client appends endpoint paths to the base URL, so the query must travel separately, on every
+    request, or the paths land inside it and every request 404s.
+    """
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), query

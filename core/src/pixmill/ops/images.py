@@ -12,7 +12,14 @@ Output shape, the same for both operators:
   Lists are ordered prompt by prompt, then image by image.
 - ``<output_key>_meta``: the provenance of each image, mirroring the shape of ``<output_key>`` (a
   dict, or a list of dicts): the serving's record (serving, model, revision, seed, width, height,
-  steps, guidance, dtype, the exact prompt sent, whether it was truncated...) plus ``index``.
+  steps, guidance, dtype, the exact prompt sent, whether it was truncated...) plus ``index``, and
+  ``control_image`` / ``reference_images`` (the paths used) when the serving took them.
+
+Conditioning images: a serving that runs ControlNets (``Serving.control_image_count()``) gets each
+row's control image(s) from ``--control-key`` (default: the ``control_image`` field), and one with
+an IP-Adapter (``Serving.uses_reference_images()``) gets the row's reference image(s) from
+``--reference-key`` (default: ``reference_images``). Row fields are the operator's business, the
+models that use them the serving's.
 
 A prompt field may hold one prompt (a string, or a DataFlow-MM ``conversations`` list with one user
 turn) or several (a list of strings, or several user turns): each prompt gets its own images, so a
@@ -28,7 +35,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import fields
 from ..context import StepContext
+from ..errors import ConfigError, is_environment_error
 from ..fields import (
     EDITED_IMAGES,
     GENERATED_IMAGES,
@@ -43,6 +52,7 @@ from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_texts
 from ..serving import IMAGE_EDIT, TEXT_TO_IMAGE, EditRequest, GeneratedImage, ImageRequest
+from .regroup import per_row
 
 log = logging.getLogger("pixmill.ops.images")
 
@@ -76,13 +86,17 @@ def save_image(image: GeneratedImage, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     pixels = image.image
-    if image.data is not None:
-        tmp.write_bytes(image.data)
-    elif pixels is not None:
-        pixels.save(tmp, format="PNG")
-    else:
+    if image.data is None and pixels is None:
         raise ValueError("the serving returned an image with neither pixels nor data")
-    os.replace(tmp, path)
+    try:
+        if image.data is not None:
+            tmp.write_bytes(image.data)
+        else:
+            pixels.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep half a file
+        raise
     try:
         if pixels is None:
             from PIL import Image
@@ -100,6 +114,10 @@ _COMMON_OPTIONS = (
     Option("images_per_prompt", int, None, "images per prompt or instruction, each with its own seed "
            "(default: the serving's num_images_per_prompt, else 1)"),
     Option("negative_key", str, None, "field holding a per-row negative prompt (optional)"),
+    Option("control_key", str, None, "field holding the control image(s) for a serving with ControlNets: one "
+           f"path, or one per ControlNet (default: {fields.CONTROL_IMAGE})"),
+    Option("reference_key", str, None, "field holding the reference image(s) for a serving with an IP-Adapter "
+           f"(default: {fields.REFERENCE_IMAGES})"),
 )
 
 
@@ -111,7 +129,22 @@ class _ImageOperator(Operator):
 
     def fields_read(self) -> list[tuple[str, ...]]:
         key = self.config["input_key"]
-        return [(key,) if key else self.prompt_fields]
+        read = [(key,) if key else self.prompt_fields]
+        serving = self.serving
+        if serving is None:
+            return read
+        # The field check runs before any model loads: the moment to reject a key nothing will read.
+        if self.config["control_key"] and not serving.control_image_count():
+            raise ConfigError(f"{self.name} --control-key: serving {serving.name!r} runs no ControlNet",
+                              "give the serving one (--controlnet MODEL on the diffusers or flux serving)")
+        if self.config["reference_key"] and not serving.uses_reference_images():
+            raise ConfigError(f"{self.name} --reference-key: serving {serving.name!r} has no IP-Adapter",
+                              "give the serving one (--ip-adapter REPO on the diffusers or flux serving)")
+        if serving.control_image_count():
+            read.append((self.config["control_key"] or fields.CONTROL_IMAGE,))
+        if serving.uses_reference_images():
+            read.append((self.config["reference_key"] or fields.REFERENCE_IMAGES,))
+        return read
 
     @property
     def images_per_prompt(self) -> int:
@@ -141,6 +174,7 @@ class _ImageOperator(Operator):
             try:
                 prompts, as_list = _prompts(row, self.config["input_key"], self.prompt_fields)
                 inputs = self._inputs(row, ctx)
+                conditioning, used = self._conditioning(row, ctx)
             except ValueError as exc:
                 plans.append(Failed(str(exc)))
                 continue
@@ -148,14 +182,44 @@ class _ImageOperator(Operator):
             rid = str(row[ID_KEY])
             for p, prompt in enumerate(prompts):
                 seeds = [ctx.seed_for(rid, p * n + k) for k in range(n)]
-                requests.append(self._request(prompt, seeds, str(negative) if negative else None, inputs))
-            plans.append((len(prompts), as_list))
+                requests.append(self._request(prompt, seeds, str(negative) if negative else None,
+                                              {**inputs, **conditioning}))
+            plans.append((len(prompts), as_list, used))
         results = self._call(requests) if requests else []
         return self._finish(rows, plans, results, ctx)
 
     def _inputs(self, row: dict, ctx: StepContext) -> dict:
         """Per-row inputs besides the prompt (reference images, mask); raise ValueError if bad."""
         return {}
+
+    def _conditioning(self, row: dict, ctx: StepContext) -> tuple[dict, dict]:
+        """The control and reference images the serving asked for (request fields), and the paths
+        used (recorded with each image); raise ValueError if the row lacks them."""
+        inputs: dict[str, Any] = {}
+        used: dict[str, Any] = {}
+        if self.serving is None:
+            return inputs, used
+        wanted = self.serving.control_image_count()
+        if wanted:
+            key = self.config["control_key"] or fields.CONTROL_IMAGE
+            paths = image_list(get_field(row, key))
+            if not paths:
+                raise ValueError(f"field {key!r} holds no control image (make one with a control-image step, "
+                                 "or set --control-key to the field that has it)")
+            if len(paths) not in (1, wanted):
+                raise ValueError(f"field {key!r} holds {len(paths)} control images for {wanted} ControlNets: "
+                                 "give one image, or one per ControlNet")
+            inputs["control_images"] = [open_image(ctx, p, key, "RGB") for p in paths]
+            used["control_image"] = paths[0] if len(paths) == 1 else paths
+        if self.serving.uses_reference_images():
+            key = self.config["reference_key"] or fields.REFERENCE_IMAGES
+            paths = image_list(get_field(row, key))
+            if not paths:
+                raise ValueError(f"field {key!r} holds no reference image for the IP-Adapter "
+                                 "(set --reference-key to the field that has it)")
+            inputs["reference_images"] = [open_image(ctx, p, key, "RGB") for p in paths]
+            used["reference_images"] = paths
+        return inputs, used
 
     def _request(self, prompt: str, seeds: list[int], negative: str | None, inputs: dict) -> Any:
         raise NotImplementedError
@@ -167,15 +231,11 @@ class _ImageOperator(Operator):
         """Save the images of each row and build its output row (or its failure)."""
         out_key = self.config["output_key"]
         outcomes: list[Outcome] = []
-        cursor = 0
-        for row, plan in zip(rows, plans, strict=True):
+        for row, plan, row_results, error in per_row(rows, plans, results):
             if isinstance(plan, Failed):
                 outcomes.append(plan)
                 continue
-            n_requests, as_list = plan
-            row_results = results[cursor:cursor + n_requests]
-            cursor += n_requests
-            error = next((r for r in row_results if isinstance(r, Exception)), None)
+            n_requests, as_list, used = plan
             if error is not None:
                 outcomes.append(Failed(_reason(error)))
                 continue
@@ -189,7 +249,7 @@ class _ImageOperator(Operator):
                 absolute, relative = ctx.image_path(str(row[ID_KEY]), index, image.suffix or ".png")
                 save_image(image, absolute)
                 paths.append(relative)
-                metas.append({**image.params, "index": index})
+                metas.append({**image.params, **used, "index": index})
             # The default fields are lists, as in DataFlow-MM (`"images": [""]` placeholders); so is
             # a field that already held a list.
             many = as_list or len(paths) > 1 or isinstance(row.get(out_key), list) or out_key in LIST_FIELDS
@@ -224,7 +284,7 @@ class GenerateImages(_ImageOperator):
     )
 
     def _request(self, prompt: str, seeds: list[int], negative: str | None, inputs: dict) -> ImageRequest:
-        return ImageRequest(prompt=prompt, seeds=seeds, negative_prompt=negative)
+        return ImageRequest(prompt=prompt, seeds=seeds, negative_prompt=negative, **inputs)
 
     def _call(self, requests: list) -> list:
         return self.serving.generate(requests)
@@ -291,7 +351,10 @@ def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
     """Open an image named in a row, fully read, or raise ValueError naming the file and field."""
     from PIL import Image, UnidentifiedImageError
 
-    resolved = ctx.resolve(path)
+    try:
+        resolved = ctx.readable(path)
+    except ValueError as exc:  # outside the allowed folders: never read, never uploaded
+        raise ValueError(f"field {key!r}: {exc}") from None
     if not resolved.is_file():
         raise ValueError(f"image {path!r} in field {key!r} not found (looked for {resolved})")
     try:
@@ -299,6 +362,8 @@ def open_image(ctx: StepContext, path: str, key: str, mode: str) -> Any:
             img.load()
             return img.convert(mode)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if is_environment_error(exc):
+            raise  # the machine's fault (permissions, I/O, memory), not the row's: the step stops
         raise ValueError(f"image {path!r} in field {key!r} cannot be read: {exc}") from None
 
 

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..context import StepContext
-from ..errors import ConfigError, PixmillError, RowError
+from ..errors import ConfigError, PixmillError, RowError, is_environment_error
 from ..fields import PROMPT_FIELDS, RESULT_IMAGE_FIELDS, first_present, result_image_field
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
@@ -50,7 +50,10 @@ def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--i
         raise RowError(f"row {rid}: field {key!r} holds no image path (did the step that makes it fail?)")
     images = []
     for path in paths:
-        absolute = ctx.resolve(path)
+        try:
+            absolute = ctx.readable(path)
+        except ValueError as exc:  # outside the allowed folders: never read, never uploaded
+            raise RowError(f"row {rid}: field {key!r}: {exc}") from None
         try:
             with Image.open(absolute) as img:
                 images.append(img.convert("RGB"))
@@ -58,6 +61,8 @@ def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--i
             raise RowError(f"row {rid}: image {path!r} (field {key!r}) not found at {absolute}; "
                            "paths are relative to the run folder or the input file's folder") from None
         except (UnidentifiedImageError, OSError) as exc:
+            if is_environment_error(exc):
+                raise  # the machine's fault (permissions, I/O), not the row's: the step stops
             raise RowError(f"row {rid}: image {path!r} (field {key!r}) is not a readable image: {exc}") from None
     return images
 

@@ -7,6 +7,9 @@ It speaks the parts of the API that pixmill's HTTP servings use, over real HTTP:
 - ``POST /v1/chat/completions``: text answers (LLMs), JSON answers, and image answers in every shape
   providers use (``message.images[].image_url.url``, data URLs in content parts, inline base64 in
   the text, image URLs), optionally streamed as server-sent events;
+- ``POST /v1/moderations``: OpenAI moderation answers (``results[]`` with ``flagged``,
+  ``categories`` and ``category_scores``), flagging texts that contain a word of
+  :data:`MODERATION_TERMS` (or the server's own ``moderation_terms``);
 - fault injection by request index, by prompt content or by probability with a seed: ``429`` with
   ``Retry-After``, ``500``, responses slower than the client's timeout, malformed JSON, answers with
   no image, ``400`` content refusals, dropped connections.
@@ -38,9 +41,13 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-FAULTS = ("429", "500", "slow", "malformed", "no_image", "refusal", "disconnect")
+FAULTS = ("429", "500", "slow", "malformed", "no_image", "refusal", "disconnect", "huge", "huge_url")
+HUGE_BYTES = 1024**3  # what a "huge" answer or download sends at most, if the client keeps reading
 CHAT_IMAGE_SHAPES = ("images", "content_parts", "inline_text", "inline_raw", "url")
-ENDPOINTS = ("images/generations", "images/edits", "chat/completions")
+ENDPOINTS = ("images/generations", "images/edits", "chat/completions", "moderations")
+# What the fake moderation model flags: a text containing one of a category's words.
+MODERATION_TERMS = {"violence": ("kill", "blood", "gore"), "sexual": ("nude", "explicit"),
+                    "harassment": ("idiot",), "self-harm": ("self-harm",)}
 _SHAPE_TAG = re.compile(r"\[shape:([a-z_]+)\]")
 _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,([A-Za-z0-9+/=_-]+)")
 
@@ -94,6 +101,7 @@ class RecordedRequest:
     status: int | None = None
     started: float = 0.0
     finished: float | None = None
+    query: str = ""  # the request's query string (providers such as Azure require one)
 
     @property
     def image_parts(self) -> int:
@@ -128,14 +136,21 @@ class FakeOpenAIServer:
       a judge's tests return JSON verdicts;
     - ``api_key``: when set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose
       message echoes the key presented (as real providers do);
-    - ``log_path``: append one JSON line per answered request (for servers run as a script).
+    - ``log_path``: append one JSON line per answered request (for servers run as a script);
+    - ``moderation_terms``: ``{category: words}`` that ``/moderations`` flags (default
+      :data:`MODERATION_TERMS`).
+
+    The ``huge`` fault answers with a JSON body that goes on for :data:`HUGE_BYTES` (no
+    Content-Length), ``huge_url`` with an image URL whose download does; :attr:`huge_sent` records
+    how many bytes each such answer got out before the client hung up.
     """
 
     def __init__(self, *, latency: float = 0.0, fault_rates: dict[str, float] | None = None, seed: int = 0,
                  rules: list[FaultRule] | None = None, retry_after: float = 0.05, slow_seconds: float = 5.0,
                  chat_image_shape: str = "images", images_response: str = "b64", image_side: int = 64,
                  max_image_side: int = 256, chat_handler: ChatHandler | None = None, api_key: str | None = None,
-                 log_path: str | None = None, host: str = "127.0.0.1", port: int = 0):
+                 log_path: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 moderation_terms: dict[str, tuple[str, ...]] | None = None):
         for kind in fault_rates or {}:
             if kind not in FAULTS:
                 raise ValueError(f"unknown fault {kind!r}; choose one of {', '.join(FAULTS)}")
@@ -153,10 +168,12 @@ class FakeOpenAIServer:
         self.chat_handler = chat_handler
         self.api_key = api_key
         self.log_path = log_path
+        self.moderation_terms = dict(moderation_terms or MODERATION_TERMS)
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, bytes] = {}
         # (path, Authorization header) of every GET /files/ download, to check keys stay home.
         self.file_requests: list[tuple[str, str | None]] = []
+        self.huge_sent: list[int] = []
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._host, self._port = host, port
@@ -296,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/files/"):
             with owner._lock:
                 owner.file_requests.append((self.path, self.headers.get("Authorization")))
+            if self.path.endswith("/endless.png"):
+                return self._endless(b"\x89PNG\r\n\x1a\n", "image/png")
             data = owner.files.get(self.path.rsplit("/", 1)[-1])
             if data is None:
                 return self._json(404, {"error": {"message": "no such file"}})
@@ -318,7 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": {"message": f"bad request body: {exc}", "type": "invalid_request_error"}})
         rec = RecordedRequest(index=-1, endpoint=endpoint, model=body.get("model"), prompt=_prompt_of(endpoint, body),
                               body=body, images=images, mask=mask, authorization=self.headers.get("Authorization"),
-                              stream=bool(body.get("stream")), started=time.time())
+                              stream=bool(body.get("stream")), started=time.time(),
+                              query=self.path.partition("?")[2])
         owner._record(rec)
         if owner.api_key is not None and rec.authorization != f"Bearer {owner.api_key}":
             # Like real providers, echo the key that was presented: clients must keep it out of logs.
@@ -340,11 +360,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.close()
                 return None
+            if fault == "huge":
+                owner._finish(rec, 200)
+                return self._endless(b'{"created": 1, "data": [{"b64_json": "', "application/json")
+            if fault == "huge_url":
+                owner._finish(rec, 200)
+                return self._json(200, {"created": 1, "data": [{"url": f"{owner.url}/files/endless.png"}]})
             if fault == "malformed":
                 owner._finish(rec, 200)
                 return self._send(200, b'{"created": 1, "data": [{"b64_json": "iVBORw0KG', "application/json")
             if endpoint == "chat/completions":
                 return self._chat(rec)
+            if endpoint == "moderations":
+                return self._moderations(rec)
             return self._images(rec)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): nothing to do
             owner._finish(rec, 499)
@@ -396,6 +424,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"created": int(time.time()), "data": data,
                          "usage": {"input_tokens": 10, "output_tokens": 100, "total_tokens": 110}},
                    {"x-request-id": f"req_{rec.index}"})
+
+    def _moderations(self, rec: RecordedRequest) -> None:
+        owner, given = self.server_owner, rec.body.get("input")
+        texts = [given] if isinstance(given, str) else [str(t) for t in given or []]
+        results = []
+        for text in texts:
+            words = set(re.findall(r"[\w-]+", text.lower()))
+            hits = {cat: any(t in words for t in terms) for cat, terms in owner.moderation_terms.items()}
+            results.append({"flagged": any(hits.values()), "categories": hits,
+                            "category_scores": {c: 0.97 if hit else 0.01 for c, hit in hits.items()}})
+        owner._finish(rec, 200)
+        self._json(200, {"id": f"modr-{rec.index}", "model": rec.model or "omni-moderation-latest",
+                         "results": results})
 
     def _chat(self, rec: RecordedRequest) -> None:
         owner, body = self.server_owner, rec.body
@@ -482,6 +523,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), "application/json", headers)
 
+    def _endless(self, first: bytes, ctype: str) -> None:
+        """A 200 whose body (no Content-Length) goes on until HUGE_BYTES or the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk, sent = b"A" * (1 << 20), 0
+        try:
+            self.wfile.write(first)
+            while sent < HUGE_BYTES:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        with self.server_owner._lock:
+            self.server_owner.huge_sent.append(sent)
+
     def _send(self, status: int, payload: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -529,6 +588,9 @@ def _parse_multipart(ctype: str, raw: bytes) -> tuple[dict[str, Any], list[bytes
 
 
 def _prompt_of(endpoint: str, body: dict[str, Any]) -> str:
+    if endpoint == "moderations":
+        given = body.get("input")
+        return given if isinstance(given, str) else "\n".join(map(str, given or []))
     if endpoint != "chat/completions":
         return str(body.get("prompt") or "")
     texts = []

@@ -40,6 +40,8 @@ class Job:
     group: tuple
     inputs: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
+    # Call arguments the same for every job of a group (the group keys on them): passed once.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_devices(spec: str | None) -> list[str]:
@@ -87,6 +89,7 @@ class DiffusersServing(Serving):
         self._pipe: Any = None
         self._dtype_name = ""
         self._warned: set[str] = set()
+        self._auto_per_call: int | None = None
 
     # -- setup ---------------------------------------------------------------------------------
     def check(self) -> None:
@@ -105,7 +108,34 @@ class DiffusersServing(Serving):
         return parse_devices(self.config.get("devices"))
 
     def images_per_call(self) -> int | None:
-        return self.config.get("batch_size")
+        """``images_per_call`` when given, else the rule of :mod:`pixmill_diffusers.batching` for this
+        model, size and device (the same in the main process, which cuts the batches, and in the
+        worker that runs them)."""
+        if self.config.get("images_per_call"):
+            return int(self.config["images_per_call"])
+        if self._auto_per_call is None:
+            self._auto_per_call = self._pick_images_per_call()
+        return self._auto_per_call
+
+    def default_pixels(self) -> int:
+        """Pixels of one image when width/height are not set (the models' usual 1024x1024)."""
+        return 1024 * 1024
+
+    def _pick_images_per_call(self) -> int:
+        from .batching import gpu_memory, images_per_call, weights_size
+
+        device = self._device or self.devices()[0]
+        width, height = self.config.get("width"), self.config.get("height")
+        pixels = int(width) * int(height) if width and height else self.default_pixels()
+        try:
+            weights = weights_size(resolve_model(self.config, download=False)[0])
+        except ConfigError:
+            weights = None
+        memory = gpu_memory(device) if device.startswith("cuda") else None
+        offload = bool(self.config.get("cpu_offload") or self.config.get("sequential_offload"))
+        n = images_per_call(device, pixels, weights, memory, offload)
+        log.info("%s: %d image(s) per pipeline call on %s (set --images-per-call to choose)", self.name, n, device)
+        return n
 
     def replica_resources(self) -> dict[str, float] | None:
         # From --devices alone (no torch import: the Ray driver may have no GPU): a replica takes
@@ -159,6 +189,7 @@ class DiffusersServing(Serving):
         self._place(pipe, device)
         if self.config.get("lora"):
             self._load_lora(pipe)
+        self.speed_up(pipe, device)
         if self.config.get("compile"):
             self._compile(pipe)
         self._device = device
@@ -169,6 +200,9 @@ class DiffusersServing(Serving):
 
     def configure(self, pipe: Any) -> None:
         """Adjust a freshly loaded pipeline (scheduler...) before it moves to its device."""
+
+    def speed_up(self, pipe: Any, device: str) -> None:
+        """Apply speed options to a placed pipeline, before it is compiled (subclasses)."""
 
     def _place(self, pipe: Any, device: str) -> None:
         cfg = self.config
@@ -186,6 +220,8 @@ class DiffusersServing(Serving):
             pipe.vae.enable_tiling()
         if cfg.get("vae_slicing"):
             pipe.vae.enable_slicing()
+        if cfg.get("attention_slicing"):
+            pipe.enable_attention_slicing()
 
     def _load_lora(self, pipe: Any) -> None:
         from pathlib import Path
@@ -205,12 +241,15 @@ class DiffusersServing(Serving):
 
         module = getattr(pipe, self.denoiser)
         backend = os.environ.get("PIXMILL_COMPILE_BACKEND", "inductor")
+        options: dict[str, Any] = {"backend": backend}
+        if self.config.get("compile_mode") and backend == "inductor":
+            options["mode"] = self.config["compile_mode"]
         if getattr(module, "_repeated_blocks", None):
             # Regional compilation: one compile of the repeated block, reused by all of them;
             # minutes faster to warm up than compiling the whole transformer.
-            module.compile_repeated_blocks(fullgraph=True, backend=backend)
+            module.compile_repeated_blocks(fullgraph=True, **options)
         else:
-            module.compile(backend=backend)
+            module.compile(**options)
         log.info("%s: compiled the %s (backend %s); the first batch includes the compile time",
                  self.name, self.denoiser, backend)
 
@@ -293,7 +332,7 @@ class DiffusersServing(Serving):
     # -- running -------------------------------------------------------------------------------
     def run_jobs(self, jobs: list[Job | tuple[int, Exception]], n_requests: int,
                  per_request: list[int]) -> list[ImagesOrError]:
-        """Run the jobs in groups of at most ``batch_size`` images and collect one entry per request.
+        """Run the jobs in groups of at most :meth:`images_per_call` images and collect one entry per request.
 
         ``jobs`` may hold ``(request, exception)`` pairs (a request that failed validation): that
         request gets the exception, the others their images in index order.
@@ -306,7 +345,7 @@ class DiffusersServing(Serving):
             else:
                 groups[job.group].append(job)
         images: list[list[GeneratedImage | None]] = [[None] * n for n in per_request]
-        limit = self.config.get("batch_size") or 0
+        limit = self.images_per_call() or 0
         for group, members in groups.items():
             members = [j for j in members if j.request not in failed]
             step = limit or len(members) or 1
@@ -323,6 +362,8 @@ class DiffusersServing(Serving):
         kwargs = self.call_kwargs(group)
         for name in chunk[0].inputs:
             kwargs[name] = [job.inputs[name] for job in chunk]
+        kwargs.update(chunk[0].shared)
+        kwargs = self.prepare_call(group, kwargs)
         # One CPU generator per image: the same seed gives the same noise on any device and in
         # any batch, so batching never changes the pixels of an image.
         kwargs["generator"] = [torch.Generator("cpu").manual_seed(job.seed) for job in chunk]
@@ -335,6 +376,10 @@ class DiffusersServing(Serving):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise
+
+    def prepare_call(self, group: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Last touch to a call's arguments once the jobs' inputs are gathered (subclasses)."""
+        return kwargs
 
     def run_pipeline(self, group: tuple, kwargs: dict[str, Any]) -> Any:
         return self.pipe(**kwargs)

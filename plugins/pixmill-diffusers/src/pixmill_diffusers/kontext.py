@@ -12,7 +12,7 @@ from pixmill.serving import IMAGE_EDIT, EditRequest, ImagesOrError
 
 from .base import Job, round_size
 from .flux import FluxServing
-from .options import COMMON_OPTIONS
+from .options import COMMON_OPTIONS, SPEED_OPTIONS
 
 COMBINE = ("side-by-side", "stacked", "first")
 DEFAULT_AREA = 1024 * 1024
@@ -67,11 +67,15 @@ class FluxKontextServing(FluxServing):
     default_guidance = 2.5
     options = (
         *COMMON_OPTIONS,
+        *SPEED_OPTIONS,
         Option("max_area", int, None, "pixel budget of the output (default: width x height if both given, "
                "else 1024x1024)"),
         Option("combine", str, None, "how to join several reference images into the one Kontext takes "
                "(default: such rows fail)", choices=COMBINE),
     )
+
+    def default_pixels(self) -> int:
+        return int(self.config.get("max_area") or super().default_pixels())
 
     def budget(self, req: EditRequest) -> int:
         if self.config.get("max_area"):

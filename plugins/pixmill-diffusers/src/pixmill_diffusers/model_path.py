@@ -84,3 +84,64 @@ def resolve_model(config: dict[str, Any], download: bool) -> tuple[str, dict[str
     if cache_dir:
         kwargs["cache_dir"] = cache_dir
     return model, kwargs
+
+
+def _cached_file(repo: str, filename: str, cache_dir: str | None, revision: str | None) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=revision)
+    return found if isinstance(found, str) else None
+
+
+def pipeline_class_name(config: dict[str, Any]) -> str | None:
+    """The pipeline class a ``--model`` names in its model_index.json, when that is known without
+    downloading (a local folder, a ``--local-dir`` copy, or the hub cache); else ``None``."""
+    model = str(config["model"]).strip()
+    index: Path | None = None
+    if looks_like_path(model):
+        index = Path(model).expanduser() / "model_index.json"
+    elif _HUB_ID.fullmatch(model):
+        if config.get("local_dir"):
+            index = local_dir_for(config["local_dir"], model, config.get("revision")) / "model_index.json"
+        cached = _cached_file(model, "model_index.json", config.get("cache_dir"), config.get("revision"))
+        if (index is None or not index.is_file()) and cached:
+            index = Path(cached)
+    if index is None or not index.is_file():
+        return None
+    import json
+
+    return json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+
+
+def component_class_name(model: str, what: str, flag: str, cache_dir: str | None = None,
+                         download: bool = False) -> str | None:
+    """The model class a single-model folder or hub repo names in its config.json (a ControlNet,
+    say), or ``None`` when that needs a download and ``download`` is false.
+
+    Raises ConfigError for a missing folder, a folder without config.json, or a hub repo that is
+    not in the cache while HF_HUB_OFFLINE=1.
+    """
+    import json
+
+    model = model.strip()
+    if looks_like_path(model):
+        folder = Path(model).expanduser()
+        if not folder.is_dir():
+            raise ConfigError(f"{what} folder {model} does not exist", f"check {flag} (a local folder or a hub id)")
+        config = folder / "config.json"
+        if not config.is_file():
+            raise ConfigError(f"{model} is not a {what} folder (it has no config.json)",
+                              f"point {flag} at a folder written by save_pretrained() or downloaded from the hub")
+        return json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+    if not _HUB_ID.fullmatch(model):
+        raise ConfigError(f"{what} {model!r} is neither an existing folder nor a hub id",
+                          f"pass {flag} a local folder or a hub id")
+    cached = _cached_file(model, "config.json", cache_dir, None)
+    if cached is None and hub_offline():
+        raise ConfigError(f"{what} {model} is not in the Hugging Face cache and HF_HUB_OFFLINE=1",
+                          f"download it first (hf download {model}) or pass {flag} a local folder")
+    if cached is None and download:
+        from huggingface_hub import hf_hub_download
+
+        cached = hf_hub_download(model, "config.json", cache_dir=cache_dir)
+    return json.loads(Path(cached).read_text(encoding="utf-8")).get("_class_name") if cached else None

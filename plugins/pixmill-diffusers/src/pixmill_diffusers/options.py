@@ -17,7 +17,8 @@ MODEL_OPTIONS = (
 RUN_OPTIONS = (
     Option("dtype", str, "bf16", "weights and compute dtype (auto = bf16 on GPUs; the CPU always uses fp32)",
            choices=DTYPES),
-    Option("batch_size", int, None, "images per pipeline call (default: one operator batch per call)", cache=False),
+    Option("images_per_call", int, None, "images per pipeline call (default: picked from the model and device, see "
+           "docs/gpus.md)", cache=False),
     Option("num_images_per_prompt", int, None, "images per prompt when the operator does not say (default 1)"),
     Option("height", int, None, "image height in pixels, rounded to what the model accepts (default: the model's)"),
     Option("width", int, None, "image width in pixels, rounded to what the model accepts (default: the model's)"),
@@ -37,9 +38,47 @@ MEMORY_OPTIONS = (
            "slowest)", cache=False),
     Option("vae_tiling", bool, False, "decode large images tile by tile (less memory; may show faint seams)"),
     Option("vae_slicing", bool, False, "decode a batch one image at a time (less memory, same pixels)", cache=False),
+    Option("attention_slicing", bool, False, "compute attention in slices (less peak memory on small GPUs, a "
+           "little slower; UNet models: SD 1.5, SDXL)", cache=False),
     Option("compile", bool, False, "torch.compile the denoiser (slow first batch, faster after)", cache=False),
     Option("devices", str, None, "where to run: all visible GPUs by default (one worker process each); "
            "'0,1' or 'cuda:0,cuda:1' for some; 'cpu'", cache=False),
 )
 
 COMMON_OPTIONS = (*MODEL_OPTIONS, *RUN_OPTIONS, *MEMORY_OPTIONS)
+
+# GPU speed options of the FLUX servings (docs/servings/flux.md, "Speed"); CUDA-only ones are
+# refused on the CPU with a one-line error.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+QUANTIZE = ("fp8",)
+
+SPEED_OPTIONS = (
+    Option("compile_mode", str, None, "torch.compile mode with --compile, e.g. max-autotune-no-cudagraphs "
+           "(default: torch's)", choices=COMPILE_MODES, cache=False),
+    Option("fuse_qkv", bool, False, "fuse the attention's query/key/value projections into one matmul", cache=False),
+    Option("channels_last_vae", bool, False, "run the VAE in channels-last memory layout", cache=False),
+    Option("quantize", str, None, "quantize the transformer's weights: fp8 (torchao; CUDA GPUs of compute "
+           "capability 8.9+, pip install torchao)", choices=QUANTIZE),
+    Option("first_block_cache", float, None, "reuse the transformer's output across steps while its first "
+           "block changes less than this relative amount (diffusers' First Block Cache; e.g. 0.08: faster, "
+           "slightly different images)"),
+)
+
+# ControlNet and IP-Adapter: the models are the serving's; the row fields that feed them
+# (--control-key, --reference-key) are the image operators'.
+CONTROLNET_OPTIONS = (
+    Option("controlnet", list, None, "ControlNet model(s): hub ids or local folders; several (repeat the flag "
+           "or a comma list) run together, one control image each"),
+    Option("controlnet_scale", list, None, "ControlNet strength: one value for all, or one per --controlnet "
+           "(default 1.0)"),
+)
+
+IP_ADAPTER_OPTIONS = (
+    Option("ip_adapter", str, None, "IP-Adapter weights: a hub repo (h94/IP-Adapter), a local folder or a "
+           "weights file; the reference images come from the operator's --reference-key"),
+    Option("ip_adapter_weight_name", str, None, "weights file inside --ip-adapter, with its subfolder "
+           "(models/ip-adapter_sd15.safetensors)"),
+    Option("ip_adapter_scale", float, 1.0, "IP-Adapter strength (0 = no effect)"),
+    Option("ip_adapter_image_encoder", str, None, "CLIP image encoder: a hub id or folder (default: the "
+           "image_encoder folder next to the weights)"),
+)

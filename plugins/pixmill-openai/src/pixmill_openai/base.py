@@ -48,7 +48,7 @@ class ImageHTTPServing(OpenAICompatibleServing):
         if self._downloads is None and not url.startswith("data:"):
             # Made on first use: most answers carry the image inline, and a client costs ~0.1 s.
             self._downloads = make_download_client(self.config.get("timeout"))
-        return await fetch_image(self._downloads, url)
+        return await fetch_image(self._downloads, url, max_bytes=self.max_response_bytes())
 
     def provenance(self, prompt: str, **params: Any) -> dict[str, Any]:
         """The params recorded with every image: serving, model, endpoint host, the exact prompt."""

@@ -122,6 +122,23 @@ class ParquetStore(Store):
         _unlink(tmp)
         return new_writer, new_tmp
 
+    def check_input(self, path: Path, into: Store) -> None:
+        """A Parquet input copied into JSON-lines step files: refuse columns JSON cannot hold
+        faithfully, before any work (see :mod:`pixmill_parquet.input_check`)."""
+        if into.name == self.name:
+            return  # Parquet step files keep every Arrow type as it is
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .input_check import check_columns, report_non_finite
+
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(path, exc) from None
+        check_columns(path, schema)
+        report_non_finite(path, schema)
+
     # -- reading --------------------------------------------------------------------------------
     def read_part(self, path: Path, on_bad_line: BadLineHandler | None = None) -> Iterator[dict]:
         """Stream the rows of a Parquet file, one record batch at a time.

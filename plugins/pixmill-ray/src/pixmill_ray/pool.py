@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from pixmill.errors import PixmillError
+from pixmill.errors import EnvironmentFault, PixmillError
 from pixmill.executor import Batch, StepTask
 from pixmill.operator import Failed, Outcome
 from pixmill.worker_pool import BatchBook, WorkerState
@@ -153,6 +153,9 @@ class RayPool:
             # Before loading (a runtime_env that cannot be set up, pixmill missing on the node) the
             # replica is dropped with the reason; in a batch (a BaseException escaped run_batch) the
             # batch fails and the actor stays.
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, EnvironmentFault):
+                raise EnvironmentFault(str(cause)) from None  # disk full...: the step stops, no row fails
             if kind != "run":
                 book.load_failed(w, _first_line(exc))
                 self._kill(w)
