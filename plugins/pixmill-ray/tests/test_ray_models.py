@@ -35,6 +35,7 @@ def _steps(models, edit: bool) -> list:
 
 def _run(tmp_path: Path, rt, models, name: str, edit: bool, **executor_options) -> Path:
     """Run the pipeline into tmp_path/name; returns the run folder."""
+    from pixmill import Run
     from pixmill.pipeline import PipelineSpec, run_pipeline
 
     rows = [{"id": str(i), "prompt": f"a small picture number {i}"} for i in range(6)]
@@ -42,7 +43,7 @@ def _run(tmp_path: Path, rt, models, name: str, edit: bool, **executor_options) 
     spec = PipelineSpec(steps=_steps(models, edit), input=inp, out=tmp_path / name,
                         executor="ray" if executor_options else "local", executor_options=executor_options)
     results = run_pipeline(spec)
-    assert all(r.failed == 0 for r in results)
+    assert all(r.failed == 0 for r in results), [Run(tmp_path / name).steps[-1].failures()[:1]]
     assert results[-1].new_done == 6, "the last step ran (earlier ones may be cached)"
     return tmp_path / name
 

@@ -47,12 +47,16 @@ class FileServer:
     def __init__(self, ctx: StepContext):
         self.ctx = ctx
 
-    def read(self, path: str) -> bytes | None:
-        resolved = self.ctx.resolve(path)
+    def read(self, path: str, checked: bool = False) -> tuple[bytes | None, str | None]:
+        """(bytes or None when missing, None) or (None, the reason the roots rule refuses it)."""
         try:
-            return resolved.read_bytes() if resolved.is_file() else None
+            resolved = self.ctx.readable(path) if checked else self.ctx.resolve(path)
+        except ValueError as exc:  # the driver's roots rule: outside the run and input folders
+            return None, str(exc)
+        try:
+            return (resolved.read_bytes() if resolved.is_file() else None), None
         except OSError:
-            return None
+            return None, None
 
 
 @dataclass
@@ -64,13 +68,24 @@ class ShippedContext(StepContext):
     cache_dir: Path | None = None
 
     def resolve(self, path: str) -> Path:
+        return self._fetch(path, checked=False)
+
+    def readable(self, path: str) -> Path:
+        # The roots rule is the driver's: its file server checks the path where the file is.
+        return self._fetch(path, checked=True)
+
+    def _fetch(self, path: str, checked: bool) -> Path:
         import ray
 
         assert self.cache_dir is not None
         # One cache entry per name asked for: the same reference image is fetched once per worker.
         local = self.cache_dir / hashlib.sha1(path.encode()).hexdigest()[:16] / (Path(path).name or "file")
         if not local.exists():
-            data = ray.get(self.file_server.read.remote(path))
+            data, refused = ray.get(self.file_server.read.remote(path, checked))
+            if refused is not None:
+                from pixmill.file_roots import OutsideRoots
+
+                raise OutsideRoots(refused)
             if data is None:
                 return local  # missing on the driver too: the operator reports it by name
             local.parent.mkdir(parents=True, exist_ok=True)
