@@ -20,7 +20,7 @@ def main() -> None:
         subprocess.run([exe, "--help"], capture_output=True, check=True)
         times.append(time.perf_counter() - t0)
     code = ("import sys; from pixmill.cli import build_cli; from pixmill.plugins import get_registry; build_cli(); "
-            "print(len(get_registry().plugins), [m for m in ('torch','diffusers','transformers','openai','vllm','pyarrow') "
+            "print(len(get_registry().plugins), [m for m in ('torch','diffusers','transformers','openai','vllm','pyarrow','ray') "
             "if m in sys.modules])")
     plugins, heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                     check=True).stdout.strip().split(" ", 1)

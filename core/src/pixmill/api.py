@@ -79,7 +79,8 @@ class Storage:
         runner.check_fields([op])
         self._operators.append(op)
         self._spec.steps.append(StepSpec(op.name, step_options(op)))
-        runner.write_pipeline_yaml(self._spec.to_yaml(self._operators, relative_to=self.out))
+        runner.write_pipeline_yaml(self._spec.to_yaml(self._operators, relative_to=self.out,
+                                                      executor=runner.executor))
         result = runner.run_step(op)
         runner.mark_complete()  # the run is complete as far as the script has taken it
         write_summary(self.out, runner.results)

@@ -66,6 +66,16 @@ class Executor:
     def map(self, task: StepTask, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[Outcome]]]:
         raise NotImplementedError
 
+    def describe(self) -> dict[str, Any]:
+        """The manifest entry: name and options, secrets removed."""
+        from .options import public_options
+
+        return {"name": self.name, "options": public_options(self.options, self.config)}
+
+    def close(self) -> None:
+        """Free what the executor holds across steps (a cluster connection); called once when the
+        run ends. Default: nothing."""
+
 
 def run_batch(operator: Operator, rows: Batch, ctx: StepContext) -> list[Outcome]:
     """Process one batch, isolating failures: if the whole batch raises, retry its rows one by one,

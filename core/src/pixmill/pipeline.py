@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .executor import Executor
 from .operator import Operator
 from .plugins import Registry, get_registry
 from .progress import Progress
@@ -123,10 +124,11 @@ class PipelineSpec:
         return named[0]
 
     def to_yaml(self, operators: list[Operator] | None = None, relative_to: Path | None = None,
-                out_as_given: bool = False) -> str:
+                out_as_given: bool = False, executor: Executor | None = None) -> str:
         """The pipeline as YAML. With ``operators``, their resolved options (secrets removed), each
-        under its owner. Paths are written relative to ``relative_to``; ``out`` is ``.`` (the file
-        lives in the run folder) unless ``out_as_given``; without ``relative_to``, as given."""
+        under its owner; with ``executor``, its secret options (a Ray ``runtime_env``) left out.
+        Paths are written relative to ``relative_to``; ``out`` is ``.`` (the file lives in the run
+        folder) unless ``out_as_given``; without ``relative_to``, as given."""
         def rel(p: Path | None) -> str | None:
             if p is None:
                 return None
@@ -141,8 +143,12 @@ class PipelineSpec:
         for i, step in enumerate(self.steps):
             opts = step_options(operators[i]) if operators is not None else dict(step.options)
             steps.append({step.operator: opts})
+        executor_options = self.executor_options
+        if executor is not None:
+            secret = {o.name for o in executor.options if o.secret}
+            executor_options = {k: v for k, v in executor_options.items() if k.replace("-", "_") not in secret}
         data: dict[str, Any] = {"input": rel(self.input), "out": rel(self.out) if out_as_given else ".",
-                                "store": self.store, "executor": {"name": self.executor, **self.executor_options},
+                                "store": self.store, "executor": {"name": self.executor, **executor_options},
                                 "seed": self.seed, "steps": steps}
         if self.allow_roots:
             data["allow_roots"] = [str(Path(r).resolve()) for r in self.allow_roots]
@@ -247,7 +253,7 @@ def run_pipeline(spec: PipelineSpec, progress: Progress | None = None) -> list[S
     reader = input_reader(registry, spec.input)
     with Runner(spec.out, store, executor, seed=spec.seed, retry_failed=spec.retry_failed,
                 progress=progress, allow_roots=spec.allow_roots) as runner:
-        runner.write_pipeline_yaml(spec.to_yaml(operators, relative_to=spec.out))
+        runner.write_pipeline_yaml(spec.to_yaml(operators, relative_to=spec.out, executor=executor))
         runner.run_source(spec.input, skip_bad_lines=spec.skip_bad_lines, id_key=spec.id_key, reader=reader)
         runner.check_fields(operators)
         for op in operators:

@@ -205,14 +205,17 @@ class Runner:
             "pixmill": __version__,
             "created": old.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             "store": self.store.name,
-            "executor": {"name": self.executor.name, "options": self.executor.config},
+            "executor": self.executor.describe(),
             "seed": self.seed,
             "complete": False,  # until the whole pipeline has run (export refuses a run that has not)
         }
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.run.unlock()
+        try:
+            self.executor.close()
+        finally:
+            self.run.unlock()
 
     def _write_manifest(self) -> None:
         self._manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -244,6 +244,16 @@ class Serving:
         one-row batches let the runner keep each result the moment it arrives."""
         return None
 
+    def replica_resources(self) -> dict[str, float] | None:
+        """What one replica of this serving needs, for executors that place replicas on a cluster:
+        ``{"gpus": 1.0, "cpus": 1}`` (fractions allowed), or ``None`` for a serving that loads no
+        local model (HTTP clients, in-process helpers): its steps then stay in the driver process.
+
+        Answered from the options alone, without importing torch (the driver may have no GPU).
+        Default: ``None``.
+        """
+        return None
+
     def use_device(self, device: str) -> None:
         """Called in a worker process before :meth:`load`: this replica runs on ``device``.
 

@@ -137,6 +137,13 @@ class DiffusersServing(Serving):
         log.info("%s: %d image(s) per pipeline call on %s (set --images-per-call to choose)", self.name, n, device)
         return n
 
+    def replica_resources(self) -> dict[str, float] | None:
+        # From --devices alone (no torch import: the Ray driver may have no GPU): a replica takes
+        # one GPU unless the serving was told to run on the CPU.
+        spec = [d.strip() for d in (self.config.get("devices") or "").split(",") if d.strip()]
+        on_cpu = bool(spec) and all(d == "cpu" for d in spec)
+        return {"gpus": 0.0 if on_cpu else 1.0, "cpus": 1.0}
+
     def images_per_prompt(self) -> int | None:
         return self.config.get("num_images_per_prompt")
 

@@ -112,6 +112,15 @@ class QwenVLServing(OpenAICompatibleServing):
         # batches (the model runs them as one batch on the device).
         return super().rows_per_batch() if self.engine_name == "openai" else None
 
+    def replica_resources(self) -> dict[str, float] | None:
+        # HTTP stays on the driver (keys, rate limits); in-process engines are placed by their options.
+        if self.engine_name == "openai":
+            return None
+        if self.engine_name == "vllm":
+            return {"gpus": float(self.config["tensor_parallel_size"] or 1), "cpus": 1.0}
+        on_cpu = str(self.config.get("device") or "").startswith("cpu")
+        return {"gpus": 0.0 if on_cpu else 1.0, "cpus": 1.0}
+
     def identity(self) -> dict[str, Any]:
         opts = {k: v for k, v in key_options(self.options, self.config).items()
                 if self.engine_name in _ENGINE_ONLY.get(k, {self.engine_name})}
