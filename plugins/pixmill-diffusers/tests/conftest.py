@@ -104,6 +104,25 @@ def run_steps(tmp_path: Path, rows: list[dict], steps: list[tuple[str, dict]], n
     return Run(tmp_path / name, run_pipeline(spec))
 
 
+def kept_rows(out: Path, index: int) -> list[dict]:
+    """The rows step ``index`` of a run has kept so far, even mid-run or after a kill -9: the
+    committed ones (read through pixmill.Run) and those its journal holds, which the next run
+    commits before asking for anything."""
+    from pixmill import Run
+
+    steps = Run(out).steps if (out / "manifest.json").exists() else []
+    if index >= len(steps):
+        return []  # the manifest lists a step once it starts
+    rows = list(steps[index].rows())
+    journal = steps[index].folder.path / "journal.jsonl"
+    for line in journal.read_text(encoding="utf-8").splitlines() if journal.exists() else []:
+        try:
+            rows += json.loads(line).get("rows", [])
+        except ValueError:
+            break  # a torn last line
+    return rows
+
+
 def pixels(image: Any) -> Any:
     import numpy as np
 
@@ -115,5 +134,5 @@ def h() -> Any:
     """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(run=run_steps, pixels=pixels, write_rows=write_rows, read_rows=read_rows,
+    return SimpleNamespace(run=run_steps, pixels=pixels, kept=kept_rows, write_rows=write_rows, read_rows=read_rows,
                            pattern=save_pattern)

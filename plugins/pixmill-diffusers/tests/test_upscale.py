@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pixmill import Run
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +125,7 @@ def test_esrgan_resumes_after_kill_9(tmp_path, up_models, h):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
     def committed() -> list[dict]:
-        from pixmill import Run
-
-        steps = Run(out).steps if (out / "manifest.json").exists() else []
-        return list(steps[1].rows()) if len(steps) > 1 else []  # listed once the step starts
+        return h.kept(out, 1)
 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -138,8 +134,8 @@ def test_esrgan_resumes_after_kill_9(tmp_path, up_models, h):
     assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # What the ledger says is committed (a part file written just before the kill may not be).
-    before = list(Run(out).rows(step=1))
+    # What the run kept: committed, or in the step's journal (committed first thing on the rerun).
+    before = committed()
     assert 20 <= len(before) < 150
     mtimes = {r["image"]: (out / r["image"]).stat().st_mtime_ns for r in before}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
