@@ -34,19 +34,20 @@ def _session_processes(sid: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_the_process_group_with_two_cpu_workers(tmp_path: Path, models):
+def test_ctrl_c_on_the_process_group_with_two_cpu_workers(tmp_path: Path, models, h):
     n = 30
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps({"id": f"r{i:03d}", "prompt": f"prompt {i}"}) + "\n" for i in range(n)))
     out = tmp_path / "run"
     cmd = [PIXMILL, "run", "-q", "-i", str(inp), "-o", str(out), "generate-images", "--serving", "flux",
-           "--model", str(models["flux"]), "--width", "32", "--height", "32", "--steps", "2", "--devices", "cpu,cpu"]
+           "--model", str(models["flux"]), "--width", "32", "--height", "32", "--steps", "2", "--devices", "cpu,cpu",
+           "--batch-size", "1"]  # one row per batch: the interrupt lands with most batches still to start
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIXMILL_INTERRUPT_GRACE": "20"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     step = out / "01-generate-images"
     deadline = time.monotonic() + 120
-    while len(_ledger(step)[0]) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while len(h.kept(out, 1)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1]
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: every process of the group
