@@ -166,6 +166,3 @@ class RequestEngine:
             text = text.replace(secret, "***")
         return text
 
-    def close(self) -> None:
-        """Nothing to release today (the loop is shared); kept so servings can always call it."""
-

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
-from concurrent.futures import Future
 from typing import Any, Coroutine, TypeVar
 
 T = TypeVar("T")
@@ -38,11 +37,6 @@ def get_loop() -> asyncio.AbstractEventLoop:
             ready.wait()
             _loop = loop
         return _loop
-
-
-def submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
-    """Schedule ``coro`` on the background loop; returns a thread-safe future."""
-    return asyncio.run_coroutine_threadsafe(coro, get_loop())
 
 
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
