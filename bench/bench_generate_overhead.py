@@ -10,13 +10,14 @@ faster run counts, so that a noisy machine hurts both alike.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from overhead_rounds import best_of_rounds, overhead_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -52,19 +53,6 @@ def pixmill_run(model: Path, inp: Path, batch: int, out: Path, size: int, steps:
     return time.perf_counter() - started
 
 
-def tiny_flux_args(description: str, prompts: int) -> argparse.ArgumentParser:
-    """The options every tiny-FLUX benchmark takes; logging quietened for a clean figure."""
-    import logging
-
-    logging.basicConfig(level=logging.ERROR)
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--prompts", type=int, default=prompts)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    return parser
-
-
 def tiny_flux_inputs(root: Path, n: int) -> tuple[Path, list[str], Path]:
     """A tiny FLUX pipeline folder under ``root``, ``n`` prompts and their input file."""
     from pixmill_diffusers.tiny import make_tiny
@@ -77,21 +65,17 @@ def tiny_flux_inputs(root: Path, n: int) -> tuple[Path, list[str], Path]:
 
 
 def main() -> None:
-    parser = tiny_flux_args(__doc__.splitlines()[0], 256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
+    args = overhead_args(__doc__, prompts=256)
     from pixmill.rows import derive_seed
 
     with tempfile.TemporaryDirectory(prefix="pixmill-bench-") as tmp:
         root = Path(tmp)
         model, prompts, inp = tiny_flux_inputs(root, args.prompts)
         seeds = [derive_seed(0, str(i), 0) for i in range(args.prompts)]  # the ids pixmill gives these rows
-        t_bare, t_pix = [], []
-        for r in range(args.rounds):
-            t_bare.append(bare(model, prompts, seeds, args.batch_size, root / f"bare{r}", args.size, args.steps))
-            t_pix.append(pixmill_run(model, inp, args.batch_size, root / f"pix{r}", args.size, args.steps))
-        b, p = min(t_bare), min(t_pix)
-        print("rounds (bare, pixmill):", [(round(x, 2), round(y, 2)) for x, y in zip(t_bare, t_pix, strict=True)], file=sys.stderr)
+        b, p = best_of_rounds(
+            args.rounds,
+            lambda r: bare(model, prompts, seeds, args.batch_size, root / f"bare{r}", args.size, args.steps),
+            lambda r: pixmill_run(model, inp, args.batch_size, root / f"pix{r}", args.size, args.steps))
         print(f"generate-images overhead: {p / b:.3f}x (pixmill {p:.2f}s, bare diffusers {b:.2f}s; "
               f"{args.prompts} prompts, {args.size}x{args.size}, {args.steps} steps, batch {args.batch_size}, "
               f"target <= 1.3)")

@@ -18,7 +18,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generate_overhead import pixmill_run, tiny_flux_args, tiny_flux_inputs  # noqa: E402
+from bench_generate_overhead import pixmill_run, tiny_flux_inputs  # noqa: E402
+from overhead_rounds import tiny_flux_args  # noqa: E402
 
 
 def main() -> None:

@@ -8,18 +8,24 @@ import sys
 from typing import Callable
 
 
-def overhead_args(doc: str, prompts: int) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=prompts)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+def tiny_flux_args(doc: str, prompts: int) -> argparse.ArgumentParser:
+    """The options every tiny-model benchmark takes; logging quietened for a clean figure."""
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    return args
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=prompts)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    return parser
+
+
+def overhead_args(doc: str, prompts: int) -> argparse.Namespace:
+    """:func:`tiny_flux_args` plus ``--batch-size``, parsed."""
+    parser = tiny_flux_args(doc, prompts)
+    parser.add_argument("--batch-size", type=int, default=8)
+    return parser.parse_args()
 
 
 def best_of_rounds(rounds: int, bare: Callable[[int], float], pixmill: Callable[[int], float]) -> tuple[float, float]:

@@ -112,30 +112,6 @@ def _sd_components(scratch: Path) -> dict[str, Any]:
             "requires_safety_checker": False}
 
 
-def _sdxl_components(scratch: Path) -> dict[str, Any]:
-    """SDXL: two CLIP text encoders (hidden 32 each, so cross-attention 64) and the micro-conditioning
-    (size/crop time ids) of the real model; shapes from diffusers' own SDXL tests."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
-
-    tok = _clip_tokenizer(scratch / "clip-tokenizer")
-    unet = UNet2DConditionModel(block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
-                                use_linear_projection=True, addition_embed_type="text_time",
-                                addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
-                                projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + 32 pooled
-                                cross_attention_dim=64, norm_num_groups=4)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
-                        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 8, 8, 8],
-                        layers_per_block=1, latent_channels=4, norm_num_groups=4, sample_size=64,
-                        scaling_factor=0.13025)
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="leading", steps_offset=1)
-    return {"vae": vae, "text_encoder": _clip_text_model(len(tok)), "tokenizer": tok,
-            "text_encoder_2": _clip_text_model(len(tok), projection=True), "tokenizer_2": tok, "unet": unet,
-            "scheduler": scheduler}
-
-
 def build_tiny(kind: str, seed: int = 0) -> Any:
     """A tiny random-weight pipeline object of ``kind`` (see :data:`KINDS`), not saved."""
     import tempfile
@@ -146,7 +122,7 @@ def build_tiny(kind: str, seed: int = 0) -> Any:
         raise ValueError(f"unknown tiny model kind {kind!r}: choose one of {', '.join(KINDS + EXTRA_KINDS[:-1])}")
     torch.manual_seed(seed)  # the same seed builds the same weights, so test images are stable
     with tempfile.TemporaryDirectory(prefix="pixmill-tiny-") as scratch:
-        if kind in ("sdxl-base", "sdxl-refiner"):
+        if kind in ("sdxl", "sdxl-base", "sdxl-refiner"):  # sdxl-base: the sdxl a refiner pairs with
             return build_tiny_sdxl(Path(scratch), refiner=kind == "sdxl-refiner")
         if kind == "sd-upscaler":
             return build_tiny_sd_upscaler(Path(scratch))
@@ -158,10 +134,6 @@ def build_tiny(kind: str, seed: int = 0) -> Any:
             from diffusers import FluxKontextPipeline
 
             return FluxKontextPipeline(**_flux_components(Path(scratch)))
-        if kind == "sdxl":
-            from diffusers import StableDiffusionXLPipeline
-
-            return StableDiffusionXLPipeline(**_sdxl_components(Path(scratch)))
         from diffusers import StableDiffusionPipeline
 
         return StableDiffusionPipeline(**_sd_components(Path(scratch)))
