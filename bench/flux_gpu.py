@@ -11,8 +11,9 @@ eager, so the quality cost of an option is visible next to its speed:
 - pixmill eager: the generate-images operator over the flux serving (seeds, provenance, PNGs)
 - pixmill batch 2 / 4: images per pipeline call
 - each speed option of the flux serving alone: --fuse-qkv, --channels-last-vae,
-  --first-block-cache 0.08
-- pixmill --compile (regional torch.compile), then --compile-mode max-autotune-no-cudagraphs
+  --first-block-cache 0.08, --attention-backend cudnn
+- pixmill --compile (regional torch.compile), then --compile-mode max-autotune-no-cudagraphs, then
+  --compile with every exact speed option (fused QKV, channels-last VAE, cuDNN attention)
 - --quantize fp8 (torchao) with --compile: CUDA GPUs of compute capability 8.9+ only
 
     python bench/flux_gpu.py                 # needs a CUDA GPU with ~40 GB free (H100/H200: ~15 min)
@@ -127,6 +128,8 @@ def undo_speed(pipe: Any, speed: dict[str, Any]) -> None:
         pipe.vae.to(memory_format=torch.contiguous_format)
     if speed.get("first_block_cache") is not None:
         transformer.disable_cache()
+    if speed.get("attention_backend"):
+        transformer.reset_attention_backend()
     if speed.get("compile"):
         for module in transformer.modules():  # drop the compiled wrappers; the weights are untouched
             if getattr(module, "_compiled_call_impl", None) is not None:
@@ -164,8 +167,10 @@ VARIANTS: dict[str, tuple[int, dict[str, Any]]] = {
     "fuse-qkv": (1, {"fuse_qkv": True}),
     "channels-last-vae": (1, {"channels_last_vae": True}),
     "first-block-cache": (1, {"first_block_cache": 0.08}),
+    "cudnn-attention": (1, {"attention_backend": "cudnn"}),
     "compile": (1, {"compile": True}),
     "compile-max-autotune": (1, {"compile": True, "compile_mode": "max-autotune-no-cudagraphs"}),
+    "compile-all": (1, {"compile": True, "fuse_qkv": True, "channels_last_vae": True, "attention_backend": "cudnn"}),
     "fp8": (1, {"quantize": "fp8", "compile": True}),  # last: quantized weights stay quantized
 }
 
