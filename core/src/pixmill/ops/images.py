@@ -36,7 +36,7 @@ from typing import Any
 
 from .. import fields
 from ..context import StepContext
-from ..errors import ConfigError, is_environment_error
+from ..errors import ConfigError, failure_reason, is_environment_error
 from ..fields import (
     EDITED_IMAGES,
     GENERATED_IMAGES,
@@ -238,7 +238,7 @@ class _ImageOperator(Operator):
                 continue
             n_requests, as_list, used = plan
             if error is not None:
-                outcomes.append(Failed(_reason(error)))
+                outcomes.append(Failed(failure_reason(error)))
                 continue
             images = [img for imgs in row_results for img in imgs]
             expected = n_requests * self.images_per_prompt
@@ -257,11 +257,6 @@ class _ImageOperator(Operator):
             outcomes.append({**row, out_key: paths if many else paths[0],
                              meta_field(out_key): metas if many else metas[0]})
         return outcomes
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text if text else type(exc).__name__
 
 
 class GenerateImages(_ImageOperator):

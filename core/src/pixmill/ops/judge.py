@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..context import StepContext
-from ..errors import ConfigError, PixmillError, RowError, is_environment_error
+from ..errors import ConfigError, RowError, failure_reason, is_environment_error
 from ..fields import PROMPT_FIELDS, RESULT_IMAGE_FIELDS, first_present, result_image_field
 from ..image_files import load_image
 from ..operator import Failed, Operator, Outcome
@@ -68,12 +68,6 @@ def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--i
                 raise  # the machine's fault (permissions, I/O), not the row's: the step stops
             raise RowError(f"row {rid}: image {path!r} (field {key!r}) is not a readable image: {exc}") from None
     return images
-
-
-def serving_error(exc: BaseException) -> str:
-    if isinstance(exc, (RowError, PixmillError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 class _VisionChatOperator(Operator):
@@ -201,7 +195,7 @@ class Judge(_VisionChatOperator):
 
     def _outcome(self, row: dict, answer: ChatResponse | Exception) -> Outcome:
         if isinstance(answer, Exception):
-            return Failed(f"judge: {serving_error(answer)}")
+            return Failed(f"judge: {failure_reason(answer)}")
         try:
             if self.rubric is None:
                 p_yes = yes_probability(answer.logprobs)
@@ -277,7 +271,7 @@ class Caption(_VisionChatOperator):
             mine = [next(answers) for _ in range(count)]
             failed = next((a for a in mine if isinstance(a, Exception)), None)
             if failed is not None:
-                outcomes[i] = Failed(f"caption: {serving_error(failed)}")
+                outcomes[i] = Failed(f"caption: {failure_reason(failed)}")
                 continue
             texts = [a.text.strip() for a in mine]  # type: ignore[union-attr]
             single = count == 1
