@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from pixmill import get_serving
+from pixmill.run_folder import RunFolder
 from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
@@ -39,7 +40,7 @@ def test_missing_key_fails_before_any_work(tmp_path, server, util):
     [line] = done.stderr.strip().splitlines()  # one line
     assert "no API key" in line and "pixmill keys set openai" in line and "export OPENAI_API_KEY" in line
     assert server.requests == []
-    assert not list((tmp_path / "out").glob("01-*"))  # no step started
+    assert RunFolder(tmp_path / "out").step_dirs() == []  # no step started
 
 
 def test_missing_key_with_a_custom_env_var_names_it(tmp_path, server, util):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from helpers import read_jsonl, write_jsonl
 from pixmill.errors import ConfigError
-from pixmill.gallery.run_view import FILTERED, RunView
 from pixmill.pipeline import StepSpec
+from pixmill.run import FILTERED, Run
 from pixmill_safety.hash_index import HammingIndex, all_pairs_nearest
 from pixmill_safety.samples import near_copies, scene
 
@@ -58,7 +58,7 @@ def test_drop_records_every_dropped_row_with_its_original(tmp_path, run_steps):
     dropped = {d["id"]: d for d in read_jsonl(folder / "dropped.jsonl")}
     assert {k: d["duplicate_of"] for k, d in dropped.items()} == expected
     assert "same file bytes" in dropped["exact-of-o0"]["reason"]
-    shown = {v.row["id"]: v for v in RunView(tmp_path / "run").iter_all() if v.status == FILTERED}
+    shown = {v.row["id"]: v for v in Run(tmp_path / "run").statuses() if v.status == FILTERED}
     assert set(shown) == set(expected) and shown["o3-jpeg70"].row["duplicate_of"] == "o3"
     assert "duplicate of row o3" in shown["o3-jpeg70"].reason
 
