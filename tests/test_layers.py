@@ -52,3 +52,15 @@ def test_only_the_run_folder_knows_part_files():
             if 'glob("part-' in text or "glob('part-" in text or 'rglob("part-' in text:
                 offenders.append(str(path.relative_to(REPO)))
     assert not offenders, f"read parts through pixmill.Run instead: {offenders}"
+
+
+def test_the_core_distribution_ships_no_test_harness():
+    from importlib.metadata import distribution
+
+    core = distribution("pixmill")
+    assert not [ep for ep in core.entry_points if ep.group == "pytest11"], "the pytest plugin belongs to pixmill-testing"
+    importing_pytest = [str(p.relative_to(REPO)) for p in CORE.rglob("*.py") if "pytest" in imported_modules(p)]
+    assert not importing_pytest and not (CORE / "testing").exists(), importing_pytest
+    harness = distribution("pixmill-testing")
+    assert [ep.value for ep in harness.entry_points if ep.group == "pytest11"] == ["pixmill_testing.pytest_plugin"]
+    assert any(r.startswith("pixmill[http]") for r in harness.requires or [])

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 import pytest
 from pixmill.errors import ConfigError
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 
 def _generate(tmp_path, util, base_url: str, n: int = 3, **opts):

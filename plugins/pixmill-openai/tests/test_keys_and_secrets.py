@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pixmill import get_serving
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
 

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from pixmill.pipeline import StepSpec
 from pixmill.plugins import get_registry
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 ANSWERS = {
     "clean": '{"rationale": "sharp and on prompt", "prompt_alignment": 9, "visual_quality": 8, "overall": 8.5}',

@@ -11,7 +11,7 @@ from PIL import Image
 from pixmill.image_files import probe_image
 from pixmill.pipeline import StepSpec
 from pixmill.serving import ChatRequest
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 from pixmill_qwenvl.engines.hf import TransformersEngine, load_processor
 from pixmill_qwenvl.engines.vllm_engine import build_vllm_inputs
 from pixmill_qwenvl.serving import QwenVLServing

@@ -89,7 +89,7 @@ def test_the_executor_reads_batches_lazily(tmp_path, local_ray):
 def test_http_and_model_free_steps_start_no_actors(tmp_path, rt, local_ray):
     from pixmill import get_serving
     from pixmill.ops.basic import Filter
-    from pixmill.testing.openai_server import FakeOpenAIServer
+    from pixmill_testing.openai_server import FakeOpenAIServer
 
     rows = [{"id": str(i), "prompt": f"prompt {i}", "n": i} for i in range(6)]
     inp = rt.write_rows(tmp_path / "in.jsonl", rows)

@@ -7,7 +7,7 @@ import pytest
 from helpers import read_jsonl
 from pixmill.errors import ConfigError
 from pixmill.pipeline import StepSpec
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 from pixmill_safety.blocklist import BlockList, normalize
 
 

@@ -22,7 +22,7 @@ how often. Use it as a context manager::
         ...
         assert len(server.requests_for("a red cube")) == 1
 
-or as a script: ``python -m pixmill.testing.openai_server --port 8000 --latency 0.2``.
+or as a script: ``python -m pixmill_testing.openai_server --port 8000 --latency 0.2``.
 Images are real small PNGs (or JPEG/WebP) made with PIL; their colour derives from the prompt.
 """
 
@@ -664,7 +664,7 @@ def _logprobs(content: Any) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the fake server until interrupted (for benchmarks and offline demos)."""
-    parser = argparse.ArgumentParser(prog="python -m pixmill.testing.openai_server",
+    parser = argparse.ArgumentParser(prog="python -m pixmill_testing.openai_server",
                                      description="A fake OpenAI-compatible server for tests and demos.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
