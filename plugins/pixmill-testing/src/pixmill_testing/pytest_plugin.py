@@ -1,4 +1,4 @@
-"""pytest fixtures for plugin authors (loaded automatically where pixmill is installed: entry point
+"""pytest fixtures for plugin authors (loaded automatically where pixmill-testing is installed: entry point
 ``pytest11``). Real parts, no mocks: steps run through pixmill's own runner, rows are read back
 through :class:`pixmill.Run`, and HTTP servings talk to a real OpenAI-compatible server on 127.0.0.1.
 
