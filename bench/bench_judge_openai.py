@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
@@ -64,11 +63,7 @@ def serve(port: int, latency: float) -> None:
     """Server mode (run in a child process): answer every chat request with a judgment."""
     server = FakeOpenAIServer(latency=latency, chat_handler=lambda rec: ANSWER, port=port).start()
     print(f"listening on {server.base_url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:

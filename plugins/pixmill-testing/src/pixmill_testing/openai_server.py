@@ -219,6 +219,15 @@ class FakeOpenAIServer:
             self._httpd.server_close()
             self._httpd = None
 
+    def serve_until_interrupted(self) -> None:
+        """Keep the started server answering until Ctrl-C (SIGINT), then stop it: for a server
+        that is its own process (a demo, a benchmark's endpoint)."""
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.stop()
+
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
@@ -688,11 +697,7 @@ def main(argv: list[str] | None = None) -> None:
                               images_response=args.images_response, api_key=args.api_key, log_path=args.log,
                               host=args.host, port=args.port).start()
     print(f"fake OpenAI-compatible server listening on {server.base_url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":
