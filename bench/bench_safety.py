@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 
 def _timed(fn) -> float:

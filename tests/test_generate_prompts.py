@@ -12,7 +12,7 @@ from pixmill import Run, get_operator, get_serving
 from pixmill.errors import ConfigError
 from pixmill.ops.prompts import GeneratePrompts, clean_item, normalize, parse_items
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 pytest.importorskip("pixmill_openai", reason="the openai-llm serving comes from pixmill-openai")
 

@@ -62,15 +62,13 @@ def test_only_the_run_folder_knows_part_files():
 
 # A glob for numbered step folders: "[0-9][0-9]-*", "01-*", f"{index:02d}-*".
 STEP_FOLDER_GLOB = re.compile(r"""glob\(f?["'](\[0-9\]\[0-9\]|\d\d|\{[^}]*:02d\})-""")
-# Test helpers not yet on the pytest harness (they read steps through pixmill.Run once they are).
-NOT_YET_ON_THE_HARNESS = {"plugins/pixmill-openai/tests/conftest.py"}
 
 
 def test_only_the_run_folder_finds_step_folders():
     offenders = []
     for path in _sources("run_folder.py", "test_layers.py"):
         name = path.relative_to(REPO).as_posix()
-        if name not in NOT_YET_ON_THE_HARNESS and STEP_FOLDER_GLOB.search(path.read_text(encoding="utf-8")):
+        if STEP_FOLDER_GLOB.search(path.read_text(encoding="utf-8")):
             offenders.append(name)
     assert not offenders, f"find steps through pixmill.Run (or RunFolder.step_dirs) instead: {offenders}"
 
@@ -85,3 +83,15 @@ def test_status_gallery_and_export_read_runs_through_the_run_reader():
     for path in (CORE / "exporting.py", CORE / "cli" / "export.py"):
         reached = [m for m in imported_modules(path) if m.startswith("pixmill.gallery")]
         assert not reached, f"{path.relative_to(REPO)} reads runs through the gallery: {reached}"
+
+
+def test_the_core_distribution_ships_no_test_harness():
+    from importlib.metadata import distribution
+
+    core = distribution("pixmill")
+    assert not [ep for ep in core.entry_points if ep.group == "pytest11"], "the pytest plugin belongs to pixmill-testing"
+    importing_pytest = [str(p.relative_to(REPO)) for p in CORE.rglob("*.py") if "pytest" in imported_modules(p)]
+    assert not importing_pytest and not (CORE / "testing").exists(), importing_pytest
+    harness = distribution("pixmill-testing")
+    assert [ep.value for ep in harness.entry_points if ep.group == "pytest11"] == ["pixmill_testing.pytest_plugin"]
+    assert any(r.startswith("pixmill[http]") for r in harness.requires or [])
