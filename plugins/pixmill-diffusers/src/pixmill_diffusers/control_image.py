@@ -121,7 +121,7 @@ class ControlImage(Operator):
         maps, people = self._control_images([im for found in sources if not isinstance(found, Failed)
                                              for im in found[1]])
         out: list[Outcome] = []
-        for row, found in zip(rows, sources):
+        for row, found in zip(rows, sources, strict=False):
             if isinstance(found, Failed):
                 out.append(found)
                 continue
@@ -155,7 +155,7 @@ class ControlImage(Operator):
 
         threshold = self.config["keypoint_threshold"]
         maps, people = [], []
-        for image, found in zip(images, self._estimator.people(images)):
+        for image, found in zip(images, self._estimator.people(images), strict=False):
             maps.append(draw_openpose(image.size, [coco_to_openpose(p.keypoints, p.scores, threshold) for p in found]))
             people.append([_person_record(p) for p in found])
         return maps, people
@@ -193,4 +193,4 @@ def _person_record(person: Any) -> dict[str, Any]:
     return {"box": [round(v, 1) for v in person.box],
             "box_score": None if person.box_score is None else round(person.box_score, 3),
             "keypoints": {name: [round(x, 1), round(y, 1), round(s, 3)]
-                          for name, (x, y), s in zip(COCO_KEYPOINTS, person.keypoints, person.scores)}}
+                          for name, (x, y), s in zip(COCO_KEYPOINTS, person.keypoints, person.scores, strict=False)}}

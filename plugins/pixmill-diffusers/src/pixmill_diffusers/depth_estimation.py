@@ -64,7 +64,7 @@ class DepthEstimator:
                 outputs = self._model(pixel_values=inputs["pixel_values"].to(self.device))
             sizes = [(image.height, image.width) for image in chunk]
             results = self._processor.post_process_depth_estimation(outputs, target_sizes=sizes)
-            for i, result in zip(indexes, results):
+            for i, result in zip(indexes, results, strict=False):
                 out[i] = depth_to_image(result["predicted_depth"].float().cpu().numpy(), self.near_is_large)
         return out
 

@@ -40,7 +40,7 @@ def coco_to_openpose(keypoints: Sequence[Sequence[float]], scores: Sequence[floa
     """The 18 OpenPose joints (pixel ``(x, y)``, or ``None`` when not seen) of one person's COCO-17
     keypoints. A keypoint scoring below ``threshold`` is not seen; the neck is seen when both
     shoulders are."""
-    seen = [(float(k[0]), float(k[1])) if s >= threshold else None for k, s in zip(keypoints, scores)]
+    seen = [(float(k[0]), float(k[1])) if s >= threshold else None for k, s in zip(keypoints, scores, strict=False)]
     joints: list[tuple[float, float] | None] = []
     for index, coco in enumerate(OPENPOSE_FROM_COCO):
         if index == NECK:
@@ -62,7 +62,7 @@ def draw_openpose(size: tuple[int, int], people: Sequence[Sequence[tuple[float, 
     width, height = size
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     for joints in people:
-        for (a, b), color in zip(LIMBS, COLORS):
+        for (a, b), color in zip(LIMBS, COLORS[:len(LIMBS)], strict=True):
             if joints[a] is None or joints[b] is None:
                 continue
             (xa, ya), (xb, yb) = joints[a], joints[b]
@@ -73,7 +73,7 @@ def draw_openpose(size: tuple[int, int], people: Sequence[Sequence[tuple[float, 
             cv2.fillConvexPoly(canvas, polygon, [int(c * LIMB_SHADE) for c in color])
     # Joints after every limb, so a joint is never hidden under another person's limb.
     for joints in people:
-        for point, color in zip(joints, COLORS):
+        for point, color in zip(joints, COLORS, strict=False):
             if point is not None:
                 cv2.circle(canvas, (int(point[0]), int(point[1])), JOINT_RADIUS, color, thickness=-1)
     return Image.fromarray(canvas)

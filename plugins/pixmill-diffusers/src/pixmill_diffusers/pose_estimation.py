@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from pixmill.errors import ConfigError
 
 from .estimators import load_estimator, pick_device, same_size_batches
+from .openpose_draw import COCO_KEYPOINTS
 
 log = logging.getLogger("pixmill.diffusers.pose")
 
@@ -49,6 +50,10 @@ class PoseEstimator:
         self._model, self._processor = load_estimator(VitPoseForPoseEstimation, model, revision, self.device,
                                                       "ViTPose pose-estimation", EXAMPLE,
                                                       model_types=("vitpose",))
+        keypoints = int(self._model.config.num_labels)
+        if keypoints != len(COCO_KEYPOINTS):
+            raise ConfigError(f"control-image: {model!r} predicts {keypoints} keypoints, not the 17 COCO body keypoints",
+                              f"pass a COCO body ViTPose model such as {EXAMPLE}")
         self._experts = int(getattr(self._model.config.backbone_config, "num_experts", 1) or 1)
         self._detector = self._detector_processor = None
         if detector:
@@ -68,7 +73,7 @@ class PoseEstimator:
         with_people = [i for i, b in enumerate(boxes) if b]
         for start in range(0, len(with_people), max(1, self.batch)):
             indexes = with_people[start:start + max(1, self.batch)]
-            for i, people in zip(indexes, self._poses([images[i] for i in indexes], [boxes[i] for i in indexes])):
+            for i, people in zip(indexes, self._poses([images[i] for i in indexes], [boxes[i] for i in indexes]), strict=False):
                 out[i] = people
         return out
 
@@ -86,9 +91,9 @@ class PoseEstimator:
                 outputs = self._detector(**inputs)
             found = self._detector_processor.post_process_object_detection(
                 outputs, target_sizes=[(im.height, im.width) for im in chunk], threshold=self.detector_threshold)
-            for i, result in zip(indexes, found):
+            for i, result in zip(indexes, found, strict=False):
                 for box, label, score in zip(result["boxes"].tolist(), result["labels"].tolist(),
-                                             result["scores"].tolist()):
+                                             result["scores"].tolist(), strict=False):
                     if label == self._person_label:
                         x0, y0, x1, y1 = box
                         out[i].append(([x0, y0, x1 - x0, y1 - y0], float(score)))
@@ -109,5 +114,5 @@ class PoseEstimator:
         results = self._processor.post_process_pose_estimation(outputs, boxes=coco_boxes)
         return [[Person(box=list(box), box_score=score, keypoints=found["keypoints"].tolist(),
                         scores=found["scores"].tolist())
-                 for (box, score), found in zip(image_boxes, image_results)]
-                for image_boxes, image_results in zip(boxes, results)]
+                 for (box, score), found in zip(image_boxes, image_results, strict=False)]
+                for image_boxes, image_results in zip(boxes, results, strict=False)]
