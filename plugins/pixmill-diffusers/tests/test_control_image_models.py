@@ -206,3 +206,27 @@ def test_cli_prints_one_line_for_a_wrong_model_and_make_tiny_builds_each_kind(tm
     from transformers import VitPoseForPoseEstimation
 
     assert VitPoseForPoseEstimation.from_pretrained(str(tmp_path / "pose")).config.num_labels == 17
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_depth_and_pose_on_the_gpu_match_the_cpu(tmp_path: Path, estimators, h):
+    rows = _rows(tmp_path, h)[:2]
+    maps = {}
+    for device in ("cpu", "cuda"):
+        depth = h.run(tmp_path, rows, [("control-image", {"kind": "depth", "model": str(estimators["depth"]),
+                                                          "device": device})], f"depth-{device}")
+        pose = h.run(tmp_path, rows, [("control-image", {"kind": "pose", "model": str(estimators["pose"]),
+                                                         "device": device})], f"pose-{device}")
+        maps[device] = (h.pixels(depth.image(depth.by_id["wide"]["control_image"])),
+                        pose.by_id["wide"]["control_image_meta"]["people"][0]["keypoints"])
+    (cpu_depth, cpu_points), (gpu_depth, gpu_points) = maps["cpu"], maps["cuda"]
+    assert gpu_depth.shape == cpu_depth.shape and np.abs(gpu_depth - cpu_depth).max() <= 3
+    # Keypoints are heatmap peaks: a random model has near-ties that GPU rounding may tip, so most, not all.
+    same = sum(np.allclose(gpu_points[k][:2], cpu_points[k][:2], atol=1.0) for k in cpu_points)
+    assert len(gpu_points) == 17 and same >= 12
