@@ -19,6 +19,7 @@ BENCHES = [
     ["bench_chain.py", "--rows", "1000000", "--store", "parquet"],
     ["bench_generate_overhead.py", "--prompts", "256"],
     ["bench_controlnet_overhead.py", "--prompts", "32"],
+    ["bench_control_image.py", "--images", "32", "--rounds", "2"],
     ["bench_openai.py"],
     ["bench_judge_openai.py"],
     ["bench_gallery.py", "--rows", "5000", "--size", "512"],

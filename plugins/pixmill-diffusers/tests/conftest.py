@@ -38,6 +38,15 @@ def addons(models, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="session")
+def estimators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny depth, pose and person-detector models for control-image, saved with their processors."""
+    from pixmill_diffusers.tiny_estimators import ESTIMATOR_KINDS, make_tiny_estimator
+
+    root = tmp_path_factory.mktemp("estimators")
+    return {kind: make_tiny_estimator(root / kind, kind) for kind in ESTIMATOR_KINDS}
+
+
 def save_pattern(path: Path, size: tuple[int, int], kind: str) -> str:
     """A small test picture with clear edges: ``stripes``, ``square`` or ``noise``."""
     import numpy as np
