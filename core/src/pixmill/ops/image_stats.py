@@ -1,8 +1,10 @@
 """``image-stats``: cheap, model-free figures about each image (size, bytes, brightness, blur...).
 
-PIL only, so it lives in the core. Size and format come from the file header; the pixel figures
-(brightness, contrast, blur, near-blank) decode the image once, as 8-bit grayscale, reduced to at
-most ``--max-side`` pixels per side first so that huge images cost no more than the figures need.
+PIL is enough, so it lives in the core. Size and format come from the file header; the pixel
+figures (brightness, contrast, blur, near-blank) decode the image once, as 8-bit grayscale, reduced
+to at most ``--max-side`` pixels per side first so that huge images cost no more than the figures
+need: see :mod:`pixmill.ops.gray_figures` for exactly what is computed (faster with OpenCV when
+it is importable, the same numbers without).
 """
 
 from __future__ import annotations
@@ -14,44 +16,23 @@ from typing import Any
 from ..context import StepContext
 from ..operator import Dropped
 from ..options import Option
+from .gray_figures import pixel_figures, png_size
 from .per_image import IMAGE_KEY, WORKERS, PerImageOperator
 
-# The Laplacian of 8-bit grayscale, shifted by 128 so PIL's 8-bit filter output keeps negative values.
-_LAPLACIAN = (0, 1, 0, 1, -4, 1, 0, 1, 0)
-_LAPLACIAN_OFFSET = 128
 
-
-def header_figures(data: bytes) -> tuple[Any, dict[str, Any]]:
-    """Open encoded image bytes lazily: (PIL image, figures known from the header alone)."""
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(data))
-    width, height = img.size
-    return img, {"width": width, "height": height, "aspect": round(width / height, 4) if height else None,
-                 "format": (img.format or "").lower(), "bytes": len(data),
-                 "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def pixel_figures(img: Any, max_side: int, blank_contrast: float) -> dict[str, Any]:
-    """Brightness (mean, 0-255), contrast (standard deviation), blur (variance of the Laplacian:
-    low = blurry) and whether the image is near-blank (contrast below ``blank_contrast``)."""
-    from PIL import ImageFilter, ImageStat
-
-    if img.format == "JPEG":
-        img.draft("L", (max_side, max_side))  # JPEG decodes straight to a smaller size: much faster
-    gray = img.convert("L")
-    factor = max(gray.size) // max_side if max_side else 0
-    if factor > 1:
-        gray = gray.reduce(factor)
-    stat = ImageStat.Stat(gray)
-    mean, std = stat.mean[0], stat.stddev[0]
-    if min(gray.size) >= 3:
-        lap = gray.filter(ImageFilter.Kernel((3, 3), _LAPLACIAN, scale=1, offset=_LAPLACIAN_OFFSET))
-        blur = ImageStat.Stat(lap.crop((1, 1, lap.width - 1, lap.height - 1))).var[0]
+def header_figures(data: bytes) -> dict[str, Any]:
+    """The figures known from the encoded bytes and the header alone (raises on a file that is not
+    an image). A PNG's size is read from its IHDR chunk; anything else is opened lazily with PIL."""
+    size = png_size(data)
+    if size is not None:
+        width, height, kind = *size, "png"
     else:
-        blur = 0.0
-    return {"brightness": round(mean, 3), "contrast": round(std, 3), "blur": round(blur, 3),
-            "blank": std < blank_contrast}
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            (width, height), kind = img.size, (img.format or "").lower()
+    return {"width": width, "height": height, "aspect": round(width / height, 4) if height else None,
+            "format": kind, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class ImageStats(PerImageOperator):
@@ -89,9 +70,9 @@ class ImageStats(PerImageOperator):
         except OSError:
             raise ValueError(f"image {path!r} in field {field!r} not found (looked for {resolved})") from None
         try:
-            img, figures = header_figures(data)
+            figures = header_figures(data)
             if self.config["pixels"]:
-                figures.update(pixel_figures(img, int(self.config["max_side"] or 0),
+                figures.update(pixel_figures(data, int(self.config["max_side"] or 0),
                                              float(self.config["blank_contrast"])))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise ValueError(f"image {path!r} in field {field!r} cannot be read: {exc}") from None
