@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# What to say about bytes PIL does not recognise (its own message names an in-memory buffer).
+NOT_AN_IMAGE = "not an image file PIL can read (check the file, or its extension and content)"
+
 
 @dataclass(frozen=True)
 class ImageFile:
@@ -85,4 +88,4 @@ def pixels(image: Any) -> Any:
     return image.open() if isinstance(image, ImageFile) else image
 
 
-__all__ = ["ImageFile", "decode_image", "load_image", "pixels", "probe_image"]
+__all__ = ["NOT_AN_IMAGE", "ImageFile", "decode_image", "load_image", "pixels", "probe_image"]

@@ -92,7 +92,8 @@ def gray_pil(img: Any, max_side: int) -> Any:
     from PIL import Image
 
     if img.format == "JPEG":
-        img.draft("L", (max_side, max_side))  # decodes straight to luma, at a smaller scale when it can
+        # decodes straight to luma, at a smaller scale when it can (max_side 0: full size)
+        img.draft("L", (max_side, max_side) if max_side else None)
     if img.mode == "L":
         img.load()
         return img
@@ -140,21 +141,14 @@ def figures_pil(gray: Any, blank_contrast: float) -> dict[str, Any]:
     return figures(*_histogram_sums(gray.histogram()), lap, blank_contrast)
 
 
-@functools.cache
-def _squares() -> Any:
-    import numpy as np
-
-    return (np.arange(256, dtype=np.uint32) ** 2).astype(np.uint16)  # 255**2 fits 16 bits
-
-
 def figures_opencv(cv2: Any, gray: Any, blank_contrast: float) -> dict[str, Any]:
     """:func:`figures` of a 2-D uint8 array, with OpenCV (integer sums, returned as exact doubles)."""
 
-    squares = _squares()
-
     def sums(pixels: Any) -> tuple[int, int, int]:
-        # 8- and 16-bit sums are accumulated in integers: exact (cv2.norm's L2SQR is not)
-        return pixels.size, int(cv2.sumElems(pixels)[0]), int(cv2.sumElems(cv2.LUT(pixels, squares))[0])
+        # An 8-bit sum is accumulated in integers: exact. The sum of squares comes back a double a
+        # few ulps off (47999999.99999999 for 48,000,000); it is an integer far below 2**50, so
+        # rounding gives it exactly.
+        return pixels.size, int(cv2.sumElems(pixels)[0]), round(cv2.norm(pixels, cv2.NORM_L2SQR))
 
     lap = None
     if min(gray.shape) >= 3:

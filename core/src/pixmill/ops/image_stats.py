@@ -14,6 +14,7 @@ import io
 from typing import Any
 
 from ..context import StepContext
+from ..image_files import NOT_AN_IMAGE
 from ..operator import Dropped
 from ..options import Option
 from .gray_figures import pixel_figures, png_size
@@ -75,7 +76,8 @@ class ImageStats(PerImageOperator):
                 figures.update(pixel_figures(data, int(self.config["max_side"] or 0),
                                              float(self.config["blank_contrast"])))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"image {path!r} in field {field!r} cannot be read: {exc}") from None
+            reason = NOT_AN_IMAGE if isinstance(exc, UnidentifiedImageError) else exc
+            raise ValueError(f"image {path!r} in field {field!r} cannot be read: {reason}") from None
         return figures
 
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pixmill.context import StepContext
+from pixmill.cpu_pool import cores, map_in_pool
 from pixmill.operator import Dropped, Failed, Operator, Outcome
 from pixmill.ops.images import open_image
 from pixmill.ops.per_image import IMAGE_KEY, WORKERS, image_fields_read, row_image_paths
@@ -23,7 +25,7 @@ from pixmill.rows import ID_KEY
 from pixmill.serving import IMAGE_TEXT_EMBEDDING
 
 from .hash_index import HammingIndex
-from .hashing import HASH_METHODS, file_hashes
+from .hashing import HASH_METHODS, hashes_from_inputs, read_for_hash
 from .semantic import EmbeddingIndex
 
 DEFAULT_MAX_DISTANCE = 6  # bits of 64: catches resized, JPEG q70 and brightened copies (docs/curation.md)
@@ -103,32 +105,48 @@ class DedupeImages(Operator):
 
     # -- hashing ----------------------------------------------------------------------------------
     def _hashes(self, rows: list[dict], ctx: StepContext) -> list[dict | Failed]:
+        """The hashes of each row: cached in the row, or read (sha256 and the pixels the perceptual
+        hash looks at, in the process pool) and then hashed for the whole batch at once."""
         method, hash_key, key = self.config["hash"], self.config["hash_key"], self.config["image_key"]
-
-        def one(row: dict) -> dict | Failed:
+        found: list[Any] = []
+        jobs: list[tuple[int, str, str, Path]] = []  # (row index, path, field, resolved path)
+        for i, row in enumerate(rows):
             cached = row.get(hash_key)
             if isinstance(cached, dict) and cached.get("sha256") and cached.get(method):
-                return cached
+                found.append(cached)
+                continue
             try:
                 field, paths, _ = row_image_paths(row, key)
             except ValueError as exc:
-                return Failed(str(exc))
-            path = paths[0]
-            resolved = ctx.resolve(path)
-            try:
-                return {**(cached if isinstance(cached, dict) else {}), **file_hashes(resolved, method)}
-            except FileNotFoundError:
-                return Failed(f"row {row.get(ID_KEY)}: image {path!r} in field {field!r} not found "
-                              f"(looked for {resolved})")
-            except Exception as exc:  # noqa: BLE001 - PIL raises several types for a bad file
-                return Failed(f"row {row.get(ID_KEY)}: image {path!r} in field {field!r} cannot be read: {exc}")
+                found.append(Failed(str(exc)))
+                continue
+            found.append(None)
+            jobs.append((i, paths[0], field, ctx.resolve(paths[0])))
+        read = self._read([(str(resolved), method) for _, _, _, resolved in jobs])
+        ok = [(job, value) for job, (status, value) in zip(jobs, read, strict=True) if status == "ok"]
+        codes = hashes_from_inputs([pixels for _, (_, pixels) in ok], method)
+        for ((i, *_), (sha, _)), code in zip(ok, codes, strict=True):
+            cached = rows[i].get(hash_key)
+            found[i] = {**(cached if isinstance(cached, dict) else {}), "sha256": sha, method: code}
+        for (i, path, field, resolved), (status, reason) in zip(jobs, read, strict=True):
+            rid = rows[i].get(ID_KEY)
+            if status == "missing":
+                found[i] = Failed(f"row {rid}: image {path!r} in field {field!r} not found (looked for {resolved})")
+            elif status == "bad":
+                found[i] = Failed(f"row {rid}: image {path!r} in field {field!r} cannot be read: {reason}")
+        return found
 
-        todo = [r for r in rows if not isinstance(r.get(hash_key), dict) or not r[hash_key].get(method)]
+    def _read(self, jobs: list[tuple[str, str]]) -> list[tuple[str, Any]]:
+        """:func:`read_for_hash` of each job: in the process pool (one worker per core) unless
+        ``--workers 1`` or a handful of files; in threads where there is no pool."""
         workers = self.config["workers"] or min(8, os.cpu_count() or 1)
-        if len(todo) < 8 or workers <= 1:
-            return [one(r) for r in rows]
-        with ThreadPoolExecutor(workers) as pool:  # PIL decodes and resizes without the GIL
-            return list(pool.map(one, rows))
+        if len(jobs) < 8 or workers <= 1:
+            return [read_for_hash(job) for job in jobs]
+        done = map_in_pool(read_for_hash, jobs, chunksize=max(1, min(64, len(jobs) // (4 * cores()))))
+        if done is not None:
+            return done
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(read_for_hash, jobs))
 
     # -- one batch --------------------------------------------------------------------------------
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
