@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from helpers import read_jsonl, step_rows, write_jsonl
 from PIL import Image, ImageDraw, ImageFilter
-from pixmill.ops.gray_figures import LUMA_WEIGHTS, gray_pil, opencv, pixel_figures
 from pixmill.gallery.run_view import FILTERED, RunView
+from pixmill.ops.gray_figures import LUMA_WEIGHTS, gray_pil, opencv, pixel_figures
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 
 
