@@ -24,7 +24,7 @@ from pixmill.options import Option
 from pixmill.rows import ID_KEY
 from pixmill.serving import IMAGE_TEXT_EMBEDDING
 
-from .hash_index import HammingIndex
+from .hash_index import HammingIndex, codes_from_hex
 from .hashing import HASH_METHODS, hashes_from_inputs, read_for_hash
 from .semantic import EmbeddingIndex
 
@@ -79,7 +79,6 @@ class DedupeImages(Operator):
 
     # -- state ------------------------------------------------------------------------------------
     def start(self, ctx: StepContext) -> None:
-        import numpy as np
 
         self._index = HammingIndex(self.config["max_distance"])
         self._ids: list[str] = []  # id of each code in the index, in order
@@ -94,9 +93,9 @@ class DedupeImages(Operator):
             if row.get("duplicate_of") is None and hashes.get(method):
                 self._by_sha.setdefault(hashes["sha256"], row[ID_KEY])
                 self._ids.append(row[ID_KEY])
-                codes.append(int(hashes[method], 16))
+                codes.append(hashes[method])
                 kept_rows.append(row)
-        self._index.add(np.array(codes, dtype=np.uint64))
+        self._index.add(codes_from_hex(codes))
         if self.serving is not None:  # embeddings are not kept in rows (too large): embed again
             for lo in range(0, len(kept_rows), 64):
                 chunk = kept_rows[lo:lo + 64]
@@ -155,7 +154,7 @@ class DedupeImages(Operator):
         method, hash_key, drop = self.config["hash"], self.config["hash_key"], self.config["drop"]
         hashes = self._hashes(rows, ctx)
         good = [i for i, h in enumerate(hashes) if type(h) is not Failed]
-        codes = np.array([int(hashes[i][method], 16) for i in good], dtype=np.uint64)
+        codes = codes_from_hex([hashes[i][method] for i in good])
         # Against every row kept in earlier batches...
         prev_pos, prev_dist = (p.tolist() for p in self._index.nearest(codes))
         # ...and against the rows of this batch kept before each one.
