@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from pathlib import Path
@@ -81,6 +82,7 @@ def _encoded(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
 def _varied_images() -> dict[str, bytes]:
     """Every PNG kind the OpenCV path takes or hands back to PIL, JPEGs, sizes that get reduced,
     images too small for a Laplacian, flat ones, hard edges that clip the Laplacian."""
@@ -132,3 +134,41 @@ def test_gray_is_bt601_luma_with_15_bit_weights():
         figures = pixel_figures(_encoded(Image.new("RGB", (16, 16), colour)), 1024, 4.0)
         assert figures["brightness"] == (sum(c * w for c, w in zip(colour, LUMA_WEIGHTS, strict=True)) + 2**14) >> 15
         assert figures["contrast"] == 0 and figures["blur"] == 0 and figures["blank"]
+
+
+def test_both_png_decoders_and_pil_give_the_same_gray():
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("pyspng")
+    from pixmill.ops.gray_figures import gray_fast, plain_png, png_decoders
+
+    assert png_decoders() == ("spng", "opencv")
+    checked = 0
+    for name, data in _varied_images().items():
+        if not plain_png(data):
+            continue
+        want = np.asarray(gray_pil(Image.open(io.BytesIO(data)), 0))
+        for decoder in png_decoders():
+            assert np.array_equal(gray_fast(cv2, data, decoder), want), (name, decoder)
+        checked += 1
+    assert checked >= 8  # rgb, rgba, gray, both transparent-colour kinds, interlaced, checker, big, flat...
+    assert gray_fast(cv2, b"\x89PNG\r\n\x1a\n" + bytes(30), "spng") is None  # damaged: PIL says why
+
+
+def test_process_pool_and_in_process_give_the_same_rows(tmp_path):
+    for i, data in enumerate(_varied_images().values()):
+        (tmp_path / f"img{i}").write_bytes(data)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(40))
+    rows = [{"image": f"img{i}"} for i in range(len(_varied_images()))]
+    rows += [{"image": "broken.png"}, {"image": "missing.png"}]
+    out = {}
+    for workers in (2, 1):
+        inp = write_jsonl(tmp_path / f"in{workers}.jsonl", [{**r, "image": str(tmp_path / r["image"])} for r in rows])
+        results = run_pipeline(PipelineSpec(steps=[StepSpec("image-stats", {"workers": workers})], input=inp,
+                                            out=tmp_path / f"run{workers}"))
+        folder = tmp_path / f"run{workers}" / results[-1].folder
+        failed = {f["id"]: f["reason"] for f in read_jsonl(folder / "failed.jsonl")}
+        out[workers] = ([r["image_stats"] for r in step_rows(tmp_path / f"run{workers}")], failed)
+    assert out[2] == out[1]
+    figures, failed = out[2]
+    assert len(figures) == len(rows) - 2 and all("blur" in f for f in figures)
+    assert "cannot be read" in failed[str(len(rows) - 2)] and "not found" in failed[str(len(rows) - 1)]

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
+from ..cpu_pool import cores, map_in_pool
 from ..image_files import NOT_AN_IMAGE
 from ..operator import Dropped
 from ..options import Option
 from .gray_figures import pixel_figures, png_size
-from .per_image import IMAGE_KEY, WORKERS, PerImageOperator
+from .per_image import IMAGE_KEY, PROCESS_WORKERS, PerImageOperator
 
 
 def header_figures(data: bytes) -> dict[str, Any]:
@@ -34,6 +36,34 @@ def header_figures(data: bytes) -> dict[str, Any]:
             (width, height), kind = img.size, (img.format or "").lower()
     return {"width": width, "height": height, "aspect": round(width / height, 4) if height else None,
             "format": kind, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def measure_file(resolved: str, path: str, field: str, pixels: bool, max_side: int,
+                 blank_contrast: float) -> dict[str, Any]:
+    """The figures of one image file (``resolved``: where it is; ``path`` and ``field``: how the row
+    names it, for the error); raises ValueError naming the file when it is missing or unreadable."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        data = Path(resolved).read_bytes()
+    except OSError:
+        raise ValueError(f"image {path!r} in field {field!r} not found (looked for {resolved})") from None
+    try:
+        figures = header_figures(data)
+        if pixels:
+            figures.update(pixel_figures(data, max_side, blank_contrast))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        reason = NOT_AN_IMAGE if isinstance(exc, UnidentifiedImageError) else exc
+        raise ValueError(f"image {path!r} in field {field!r} cannot be read: {reason}") from None
+    return figures
+
+
+def _measure_job(job: tuple) -> dict[str, Any] | str:
+    """:func:`measure_file` in a pool worker: the error as a string (one bad file stops nothing)."""
+    try:
+        return measure_file(*job)
+    except ValueError as exc:
+        return str(exc)
 
 
 class ImageStats(PerImageOperator):
@@ -58,27 +88,28 @@ class ImageStats(PerImageOperator):
                "pixel figures (blur depends on scale: keep it fixed across a dataset)"),
         Option("blank_contrast", float, 4.0, "an image whose gray standard deviation is below this is blank"),
         Option("drop_blank", bool, False, "drop near-blank images (recorded in dropped.jsonl with the reason)"),
-        WORKERS,
+        PROCESS_WORKERS,
     )
     default_batch_size = 256
 
-    def load(self, ctx: StepContext, path: str, field: str) -> Any:
-        from PIL import UnidentifiedImageError
+    def _job(self, ctx: StepContext, path: str, field: str) -> tuple:
+        return (str(ctx.resolve(path)), path, field, bool(self.config["pixels"]), int(self.config["max_side"] or 0),
+                float(self.config["blank_contrast"]))
 
-        resolved = ctx.resolve(path)
-        try:
-            data = resolved.read_bytes()
-        except OSError:
-            raise ValueError(f"image {path!r} in field {field!r} not found (looked for {resolved})") from None
-        try:
-            figures = header_figures(data)
-            if self.config["pixels"]:
-                figures.update(pixel_figures(data, int(self.config["max_side"] or 0),
-                                             float(self.config["blank_contrast"])))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            reason = NOT_AN_IMAGE if isinstance(exc, UnidentifiedImageError) else exc
-            raise ValueError(f"image {path!r} in field {field!r} cannot be read: {reason}") from None
-        return figures
+    def load(self, ctx: StepContext, path: str, field: str) -> Any:
+        return measure_file(*self._job(ctx, path, field))
+
+    def _load_all(self, ctx: StepContext, jobs: list[tuple[str, str]]) -> list[Any]:
+        """In the process pool of :mod:`pixmill.cpu_pool` (``--workers 1``: here; threads where
+        there is no pool): the PNG decoder, libspng, holds Python's lock while it works."""
+        workers = self.config.get("workers")
+        if workers == 1 or len(jobs) < 8:
+            return super()._load_all(ctx, jobs)
+        done = map_in_pool(_measure_job, [self._job(ctx, *job) for job in jobs],
+                           chunksize=max(1, min(32, len(jobs) // (4 * cores()))))
+        if done is None:
+            return super()._load_all(ctx, jobs)
+        return [ValueError(found) if isinstance(found, str) else found for found in done]
 
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:
         return items  # everything was measured while loading: one pass over each file

@@ -24,6 +24,8 @@ IMAGE_KEY = Option("image_key", str, None, "field with the image(s) to measure (
                    "images: edited_images, else images, else image)")
 WORKERS = Option("workers", int, None, "threads reading and decoding images (default: CPU count, at most 8)",
                  cache=False)
+PROCESS_WORKERS = Option("workers", int, None, "1: read and decode images in this process; otherwise in a process "
+                         "pool, one worker per core (threads where processes cannot be forked)", cache=False)
 
 
 def row_image_paths(row: dict, key: str | None) -> tuple[str, list[str], bool]:

@@ -3,8 +3,8 @@
 Exact duplicates share the sha256 of their file bytes; near-duplicates (resized, re-encoded,
 slightly brightened copies) have perceptual hashes within ``--max-distance`` bits. Every row is
 compared with every row kept before it, across the whole step, through a :class:`HammingIndex`
-(multi-index hashing), not pairwise. Lives in this plugin, not the core, because the hashes need
-numpy and imagehash (which brings scipy and PyWavelets). With ``--serving clip`` the rows that pass
+(multi-index hashing), not pairwise. Files are read in the process pool of :mod:`pixmill.cpu_pool`.
+Lives in this plugin, not the core, because the hashes need numpy and scipy. With ``--serving clip`` the rows that pass
 the hash checks are also compared by CLIP embedding (semantic duplicates, see :mod:`.semantic`).
 """
 
@@ -19,7 +19,7 @@ from pixmill.context import StepContext
 from pixmill.cpu_pool import cores, map_in_pool
 from pixmill.operator import Dropped, Failed, Operator, Outcome
 from pixmill.ops.images import open_image
-from pixmill.ops.per_image import IMAGE_KEY, WORKERS, image_fields_read, row_image_paths
+from pixmill.ops.per_image import IMAGE_KEY, PROCESS_WORKERS, image_fields_read, row_image_paths
 from pixmill.options import Option
 from pixmill.rows import ID_KEY
 from pixmill.serving import IMAGE_TEXT_EMBEDDING
@@ -56,7 +56,7 @@ class DedupeImages(Operator):
         Option("drop", bool, False, "drop duplicates (recorded in dropped.jsonl) instead of only marking them"),
         Option("min_similarity", float, 0.95, "with --serving clip: CLIP cosine similarity at or above which "
                "two images are duplicates (the same scene rendered again)"),
-        WORKERS,
+        PROCESS_WORKERS,
     )
     capability = IMAGE_TEXT_EMBEDDING
     serving_optional = True
