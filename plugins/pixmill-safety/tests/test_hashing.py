@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from pixmill.context import StepContext
 from pixmill.operator import Failed
 from pixmill.plugins import get_registry
-from pixmill_safety.hashing import hash_input, hashes_from_inputs, perceptual_hash, work_gray
+from pixmill_safety.hashing import _rgb_png_gray, hash_input, hashes_from_inputs, perceptual_hash, work_gray
 from pixmill_safety.samples import near_copies, scene
 
 
@@ -54,6 +54,18 @@ def test_batched_hashes_are_imagehash_bit_for_bit(tmp_path, method, reference):
     assert hashes_from_inputs([hash_input(data, method) for data in corpus], method) == want
     assert [perceptual_hash(data, method) for data in corpus[:20]] == want[:20]  # a batch of one too
     assert len(set(want)) >= 30  # distinct pictures, distinct hashes: the check is not vacuous
+
+
+def test_rgb_pngs_decoded_by_libspng_give_pil_s_own_gray(tmp_path):
+    pngs = [data for data in _corpus(tmp_path) if data[:4] == b"\x89PNG" and data[25] == 2]
+    assert len(pngs) > 30
+    for data in pngs:
+        with Image.open(io.BytesIO(data)) as img:
+            want = img.convert("L")
+        factor = min(want.size) // 128
+        want = want.reduce(factor) if factor > 1 else want
+        assert _rgb_png_gray(data) is not None  # the libspng path, not PIL's, was taken
+        assert np.array_equal(np.asarray(work_gray(data)), np.asarray(want))
 
 
 def test_process_pool_and_in_process_reads_give_the_same_rows(tmp_path):

