@@ -2,7 +2,7 @@
 
     python bench/bench_judge_openai.py --images 512 --concurrency 32 --latency 0.1
 
-The fake server (pixmill.testing.openai_server, started in its own process like a real endpoint)
+The fake server (pixmill_testing.openai_server, started in its own process like a real endpoint)
 answers every chat request after ``--latency`` seconds with a JSON judgment, as ``vllm serve`` would.
 The ideal wall time is ceil(images / concurrency) * latency; the target is at most 1.5x that. The
 figure is the whole judge step as ``pixmill run`` runs it (median of ``--repeat`` runs): reading
@@ -25,11 +25,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 ANSWER = '{"rationale": "on prompt", "prompt_alignment": 8, "visual_quality": 7, "overall": 7.5}'
 
@@ -64,11 +63,7 @@ def serve(port: int, latency: float) -> None:
     """Server mode (run in a child process): answer every chat request with a judgment."""
     server = FakeOpenAIServer(latency=latency, chat_handler=lambda rec: ANSWER, port=port).start()
     print(f"listening on {server.base_url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:

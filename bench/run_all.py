@@ -22,6 +22,7 @@ BENCHES = [
     ["bench_openai.py"],
     ["bench_judge_openai.py"],
     ["bench_gallery.py", "--rows", "5000", "--size", "512"],
+    ["bench_run_reader.py", "--rows", "100000"],
     ["bench_local_batching.py", "--prompts", "32", "--rounds", "1"],
     # a quick pass; the documented figures use the defaults (100k-image hashing, 1M-row index)
     ["bench_curation.py", "--images", "1000", "--codes", "200000", "--stats-images", "200", "--nsfw-images", "32"],

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from helpers import read_jsonl, step_rows, write_jsonl
 from PIL import Image, ImageDraw, ImageFilter
-from pixmill.gallery.run_view import FILTERED, RunView
 from pixmill.ops.gray_figures import LUMA_WEIGHTS, gray_pil, opencv, pixel_figures
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
+from pixmill.run import FILTERED, Run
 
 
 def _checker(size: int) -> Image.Image:
@@ -71,7 +71,7 @@ def test_drop_blank_records_why_and_the_gallery_shows_it(tmp_path):
     assert [r["image"] for r in out] == ["ok.png"]
     dropped = read_jsonl(folder / "dropped.jsonl")
     assert dropped[0]["id"] == "1" and "near-blank" in dropped[0]["reason"]
-    view_rows = [r for r in RunView(tmp_path / "run").iter_all() if r.status == FILTERED]
+    view_rows = [r for r in Run(tmp_path / "run").statuses() if r.status == FILTERED]
     assert [r.row["image"] for r in view_rows] == ["white.png"]
     assert "near-blank" in view_rows[0].reason and view_rows[0].row["blank"] is True
 
@@ -154,12 +154,14 @@ def test_both_png_decoders_and_pil_give_the_same_gray():
     assert gray_fast(cv2, b"\x89PNG\r\n\x1a\n" + bytes(30), "spng") is None  # damaged: PIL says why
 
 
-def test_process_pool_and_in_process_give_the_same_rows(tmp_path):
+def test_process_pool_and_in_process_give_the_same_rows(tmp_path, tmp_path_factory):
     for i, data in enumerate(_varied_images().values()):
         (tmp_path / f"img{i}").write_bytes(data)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(40))
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.png"
+    _checker(32).save(outside)
     rows = [{"image": f"img{i}"} for i in range(len(_varied_images()))]
-    rows += [{"image": "broken.png"}, {"image": "missing.png"}]
+    rows += [{"image": "broken.png"}, {"image": "missing.png"}, {"image": str(outside)}]
     out = {}
     for workers in (2, 1):
         inp = write_jsonl(tmp_path / f"in{workers}.jsonl", [{**r, "image": str(tmp_path / r["image"])} for r in rows])
@@ -170,5 +172,7 @@ def test_process_pool_and_in_process_give_the_same_rows(tmp_path):
         out[workers] = ([r["image_stats"] for r in step_rows(tmp_path / f"run{workers}")], failed)
     assert out[2] == out[1]
     figures, failed = out[2]
-    assert len(figures) == len(rows) - 2 and all("blur" in f for f in figures)
-    assert "cannot be read" in failed[str(len(rows) - 2)] and "not found" in failed[str(len(rows) - 1)]
+    assert len(figures) == len(rows) - 3 and all("blur" in f for f in figures)
+    n = len(rows)
+    assert "cannot be read" in failed[str(n - 3)] and "not found" in failed[str(n - 2)]
+    assert "secret.png" in failed[str(n - 1)] and "--allow-root" in failed[str(n - 1)]  # the roots rule: never read

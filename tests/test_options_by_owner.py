@@ -140,7 +140,7 @@ def test_options_around_a_pipeline_file_and_set_overrides(tmp_path):
 
 
 def test_yaml_serving_options_can_be_pointed_elsewhere_from_the_command_line(tmp_path):
-    from pixmill.testing.openai_server import FakeOpenAIServer
+    from pixmill_testing.openai_server import FakeOpenAIServer
 
     example = Path(__file__).resolve().parents[1] / "example_data" / "api" / "t2i_openai.yaml"
     with FakeOpenAIServer() as server:

@@ -1,4 +1,11 @@
-"""Input images as files: what an operator hands a serving that uploads images instead of decoding them.
+"""Images named in rows: the one way an operator opens them, and the files it hands a serving.
+
+:func:`open_row_image` opens an image a row names: it resolves the path through the step's context
+(the run folder, the input's folder, the roots rule of :mod:`pixmill.file_roots`), checks the file
+is there, and decodes it, returns an :class:`ImageFile`, or hands the path to a reader of the
+operator's own (hashes, header figures). Whatever goes wrong with the row's file is one
+:class:`ImageError` whose one-line message names the row, the field, the file and the fix; the
+machine's errors (permissions, I/O, memory) are raised as they are and stop the step.
 
 An operator that reads images named in rows gives a serving either decoded PIL images (local
 models) or :class:`ImageFile` references (servings whose :meth:`pixmill.serving.Serving.takes_image_files`
@@ -12,10 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-# What to say about bytes PIL does not recognise (its own message names an in-memory buffer).
-NOT_AN_IMAGE = "not an image file PIL can read (check the file, or its extension and content)"
+from .errors import RowError, is_environment_error
+from .rows import ID_KEY
+
+if TYPE_CHECKING:
+    from .context import StepContext
+
+# What a row's image path is relative to (said in the "not found" message).
+PATHS_FIX = "paths are relative to the run folder or the input file's folder"
 
 
 @dataclass(frozen=True)
@@ -76,10 +89,60 @@ def decode_image(path: Path, mode: str = "RGB") -> Any:
         return img if img.mode == mode else img.convert(mode)
 
 
-def load_image(path: Path, mode: str = "RGB", as_file: bool = False) -> Any:
-    """An image named in a row: an :class:`ImageFile` (header only) with ``as_file``, else decoded
-    PIL pixels in ``mode``. Raises ``FileNotFoundError`` or ``OSError`` (not a readable image)."""
-    return probe_image(path, mode) if as_file else decode_image(path, mode)
+class ImageError(RowError, ValueError):
+    """A row names an image that cannot be used: missing, outside the allowed folders, or not a
+    readable image. The row fails with this one-line message (row, field, file, fix); the run goes on.
+    A ``ValueError`` too, so operators that fail a row on bad input catch it with the rest."""
+
+
+def open_row_image(ctx: StepContext, path: str, field: str, *, row: dict | None = None, mode: str = "RGB",
+                   as_file: bool = False, read: Callable[[Path], Any] | None = None) -> Any:
+    """The image ``path`` named in ``row[field]``: decoded PIL pixels in ``mode``, an
+    :class:`ImageFile` (header checked, pixels left on disk) with ``as_file``, or whatever ``read``
+    returns for the file's absolute path (hashes, header figures).
+
+    Raises :class:`ImageError` for the row's fault (outside the allowed roots, missing, not a
+    readable image) and lets the machine's errors through (see
+    :func:`pixmill.errors.is_environment_error`): those stop the step.
+    """
+    resolved = row_image_file(ctx, path, field, row=row)
+    try:
+        if read is not None:
+            return read(resolved)
+        return probe_image(resolved, mode) if as_file else decode_image(resolved, mode)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+        raise unreadable_image(exc, path, field, row=row) from None
+
+
+def row_image_file(ctx: StepContext, path: str, field: str, *, row: dict | None = None) -> Path:
+    """The first half of :func:`open_row_image`: the absolute path of an image a row names, after
+    the roots rule and a check that the file is there (else :class:`ImageError`). For an operator
+    that reads the file elsewhere (a process pool) and reports errors with :func:`unreadable_image`."""
+    where = f"row {row.get(ID_KEY, '?')}: " if row is not None else ""
+    try:
+        resolved = ctx.readable(path)
+    except ValueError as exc:  # outside the allowed folders: never read, never uploaded
+        raise ImageError(f"{where}field {field!r}: {exc}") from None
+    if not resolved.is_file():
+        raise ImageError(f"{where}image {path!r} in field {field!r} not found (looked for {resolved}); {PATHS_FIX}")
+    return resolved
+
+
+def unreadable_image(exc: BaseException, path: str, field: str, *, row: dict | None = None) -> ImageError:
+    """The second half of :func:`open_row_image`: the :class:`ImageError` for an exception raised
+    while reading a row's image, or ``exc`` itself raised when it is the machine's fault
+    (permissions, I/O, memory), which stops the step."""
+    from PIL import UnidentifiedImageError
+
+    if is_environment_error(exc):
+        raise exc
+    where = f"row {row.get(ID_KEY, '?')}: " if row is not None else ""
+    if isinstance(exc, UnidentifiedImageError):  # its message names an in-memory buffer, not the file
+        detail = ["not an image file PIL can read"]
+    else:
+        detail = str(exc).strip().splitlines()
+    return ImageError(f"{where}image {path!r} in field {field!r} cannot be read "
+                      f"({detail[0] if detail else type(exc).__name__}); replace the file or fix the path")
 
 
 def pixels(image: Any) -> Any:
@@ -88,4 +151,5 @@ def pixels(image: Any) -> Any:
     return image.open() if isinstance(image, ImageFile) else image
 
 
-__all__ = ["NOT_AN_IMAGE", "ImageFile", "decode_image", "load_image", "pixels", "probe_image"]
+__all__ = ["ImageError", "ImageFile", "decode_image", "open_row_image", "pixels", "probe_image", "row_image_file",
+           "unreadable_image"]

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from pixmill_testing import write_jsonl
+
 
 def _committed(step: Path, h) -> list[dict]:
     return h.kept(step.parent, int(step.name[:2]))
@@ -40,7 +42,7 @@ def test_kill_9_then_rerun_with_controlnet_and_ip_adapter(tmp_path: Path, models
 def _kill_then_rerun(tmp_path: Path, h, rows: list[dict], serving_args: list[str], kill_at: int = 40) -> list[dict]:
     """Run the rows, kill -9 once ``kill_at`` are committed, rerun: one image per row, none made twice."""
     total = len(rows)
-    inp = h.write_rows(tmp_path / "prompts.jsonl", rows)
+    inp = write_jsonl(tmp_path / "prompts.jsonl", rows)
     out = tmp_path / "run"
     cmd = _pixmill("run", "-q", "-i", str(inp), "-o", str(out), "generate-images", *serving_args)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -68,13 +68,16 @@ def test_rgb_pngs_decoded_by_libspng_give_pil_s_own_gray(tmp_path):
         assert np.array_equal(np.asarray(work_gray(data)), np.asarray(want))
 
 
-def test_process_pool_and_in_process_reads_give_the_same_rows(tmp_path):
+def test_process_pool_and_in_process_reads_give_the_same_rows(tmp_path, tmp_path_factory):
     for s in range(20):
         scene(s, side=128).save(tmp_path / f"s{s}.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.png"
+    scene(99, side=64).save(outside)
     rows = [{"id": str(s), "image": f"s{s}.png"} for s in range(20)]
     rows[5] = {"id": "5", "image": "missing.png"}
     rows[9] = {"id": "9", "image": "broken.png"}
+    rows[12] = {"id": "12", "image": str(outside)}
     ctx = StepContext(run_dir=tmp_path, step_dir=tmp_path, input_dir=tmp_path)
     op = get_registry().get_operator("dedupe-images")
     pooled = op(workers=2)._hashes([dict(r) for r in rows], ctx)
@@ -83,6 +86,7 @@ def test_process_pool_and_in_process_reads_give_the_same_rows(tmp_path):
         [str(x) if isinstance(x, Failed) else x for x in alone]
     assert "not found" in pooled[5].reason and "'missing.png'" in pooled[5].reason
     assert "cannot be read" in pooled[9].reason and "'broken.png'" in pooled[9].reason
+    assert "secret.png" in pooled[12].reason and "--allow-root" in pooled[12].reason  # never read
     good = [h for h in pooled if not isinstance(h, Failed)]
-    assert len(good) == 18 and all(h["phash"] == perceptual_hash((tmp_path / f"s{i}.png").read_bytes())
-                                   for i, h in zip([i for i in range(20) if i not in (5, 9)], good, strict=True))
+    assert len(good) == 17 and all(h["phash"] == perceptual_hash((tmp_path / f"s{i}.png").read_bytes())
+                                   for i, h in zip([i for i in range(20) if i not in (5, 9, 12)], good, strict=True))

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..context import StepContext
 from ..cpu_pool import cores, map_in_pool
-from ..image_files import NOT_AN_IMAGE
+from ..image_files import ImageError, open_row_image, row_image_file, unreadable_image
 from ..operator import Dropped
 from ..options import Option
 from .gray_figures import pixel_figures, png_size
@@ -38,32 +38,22 @@ def header_figures(data: bytes) -> dict[str, Any]:
             "format": kind, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def measure_file(resolved: str, path: str, field: str, pixels: bool, max_side: int,
-                 blank_contrast: float) -> dict[str, Any]:
-    """The figures of one image file (``resolved``: where it is; ``path`` and ``field``: how the row
-    names it, for the error); raises ValueError naming the file when it is missing or unreadable."""
-    from PIL import UnidentifiedImageError
-
-    try:
-        data = Path(resolved).read_bytes()
-    except OSError:
-        raise ValueError(f"image {path!r} in field {field!r} not found (looked for {resolved})") from None
-    try:
-        figures = header_figures(data)
-        if pixels:
-            figures.update(pixel_figures(data, max_side, blank_contrast))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        reason = NOT_AN_IMAGE if isinstance(exc, UnidentifiedImageError) else exc
-        raise ValueError(f"image {path!r} in field {field!r} cannot be read: {reason}") from None
+def measure_file(path: Path, pixels: bool, max_side: int, blank_contrast: float) -> dict[str, Any]:
+    """The figures of one image file (raises what reading or decoding it raises)."""
+    data = Path(path).read_bytes()
+    figures = header_figures(data)
+    if pixels:
+        figures.update(pixel_figures(data, max_side, blank_contrast))
     return figures
 
 
-def _measure_job(job: tuple) -> dict[str, Any] | str:
-    """:func:`measure_file` in a pool worker: the error as a string (one bad file stops nothing)."""
+def _measure_job(job: tuple) -> dict[str, Any] | Exception:
+    """:func:`measure_file` in a pool worker: an error comes back as a value, so one bad file
+    stops nothing and the step reports it as a row's fault or the machine's."""
     try:
         return measure_file(*job)
-    except ValueError as exc:
-        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+        return exc
 
 
 class ImageStats(PerImageOperator):
@@ -92,24 +82,36 @@ class ImageStats(PerImageOperator):
     )
     default_batch_size = 256
 
-    def _job(self, ctx: StepContext, path: str, field: str) -> tuple:
-        return (str(ctx.resolve(path)), path, field, bool(self.config["pixels"]), int(self.config["max_side"] or 0),
-                float(self.config["blank_contrast"]))
+    def _settings(self) -> tuple[bool, int, float]:
+        return bool(self.config["pixels"]), int(self.config["max_side"] or 0), float(self.config["blank_contrast"])
 
-    def load(self, ctx: StepContext, path: str, field: str) -> Any:
-        return measure_file(*self._job(ctx, path, field))
+    def load(self, ctx: StepContext, row: dict, path: str, field: str) -> Any:
+        return open_row_image(ctx, path, field, row=row, read=lambda found: measure_file(found, *self._settings()))
 
-    def _load_all(self, ctx: StepContext, jobs: list[tuple[str, str]]) -> list[Any]:
+    def _load_all(self, ctx: StepContext, jobs: list[tuple[dict, str, str]]) -> list[Any]:
         """In the process pool of :mod:`pixmill.cpu_pool` (``--workers 1``: here; threads where
-        there is no pool): the PNG decoder, libspng, holds Python's lock while it works."""
-        workers = self.config.get("workers")
-        if workers == 1 or len(jobs) < 8:
+        there is no pool): the PNG decoder, libspng, holds Python's lock while it works. Paths are
+        checked here (roots rule, existence), the files read and measured in the workers, and their
+        errors reported as :func:`pixmill.image_files.open_row_image` reports them."""
+        if self.config.get("workers") == 1 or len(jobs) < 8:
             return super()._load_all(ctx, jobs)
-        done = map_in_pool(_measure_job, [self._job(ctx, *job) for job in jobs],
-                           chunksize=max(1, min(32, len(jobs) // (4 * cores()))))
+        out: list[Any] = [None] * len(jobs)
+        files: list[tuple[int, Path]] = []
+        for i, (row, path, field) in enumerate(jobs):
+            try:
+                files.append((i, row_image_file(ctx, path, field, row=row)))
+            except ImageError as exc:
+                out[i] = exc
+        done = map_in_pool(_measure_job, [(found, *self._settings()) for _, found in files],
+                           chunksize=max(1, min(32, len(files) // (4 * cores()))))
         if done is None:
             return super()._load_all(ctx, jobs)
-        return [ValueError(found) if isinstance(found, str) else found for found in done]
+        for (i, _), found in zip(files, done, strict=True):
+            if isinstance(found, BaseException):
+                row, path, field = jobs[i]
+                found = unreadable_image(found, path, field, row=row)  # the machine's errors: raised
+            out[i] = found
+        return out
 
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:
         return items  # everything was measured while loading: one pass over each file

@@ -17,8 +17,9 @@ from typing import Any
 
 from pixmill import fields
 from pixmill.context import StepContext
+from pixmill.image_files import open_row_image
 from pixmill.operator import Failed, Operator, Outcome
-from pixmill.ops.images import open_image, save_image
+from pixmill.ops.images import save_image
 from pixmill.options import Option
 from pixmill.rows import ID_KEY, get_field, image_list
 from pixmill.serving import GeneratedImage
@@ -72,7 +73,7 @@ class ControlImage(Operator):
             paths = image_list(get_field(row, key))
             if not paths:
                 raise ValueError(f"field {key!r} holds no image (set --image-key to the field with the source image)")
-            sources = [open_image(ctx, p, key, "RGB") for p in paths]
+            sources = [open_row_image(ctx, p, key, row=row) for p in paths]
         except ValueError as exc:
             return Failed(str(exc))
         low, high = self.config["low_threshold"], self.config["high_threshold"]

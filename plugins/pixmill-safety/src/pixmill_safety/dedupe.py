@@ -17,8 +17,8 @@ from typing import Any
 
 from pixmill.context import StepContext
 from pixmill.cpu_pool import cores, map_in_pool
+from pixmill.image_files import ImageError, open_row_image, row_image_file, unreadable_image
 from pixmill.operator import Dropped, Failed, Operator, Outcome
-from pixmill.ops.images import open_image
 from pixmill.ops.per_image import IMAGE_KEY, PROCESS_WORKERS, image_fields_read, row_image_paths
 from pixmill.options import Option
 from pixmill.rows import ID_KEY
@@ -119,23 +119,25 @@ class DedupeImages(Operator):
             except ValueError as exc:
                 found.append(Failed(str(exc)))
                 continue
+            try:  # the roots rule and the file's presence are checked here, the reading in the pool
+                resolved = row_image_file(ctx, paths[0], field, row=row)
+            except ImageError as exc:
+                found.append(Failed(str(exc)))
+                continue
             found.append(None)
-            jobs.append((i, paths[0], field, ctx.resolve(paths[0])))
-        read = self._read([(str(resolved), method) for _, _, _, resolved in jobs])
-        ok = [(job, value) for job, (status, value) in zip(jobs, read, strict=True) if status == "ok"]
+            jobs.append((i, paths[0], field, resolved))
+        read = self._read([(resolved, method) for _, _, _, resolved in jobs])
+        ok = [(i, value) for (i, *_), value in zip(jobs, read, strict=True) if not isinstance(value, BaseException)]
         codes = hashes_from_inputs([pixels for _, (_, pixels) in ok], method)
-        for ((i, *_), (sha, _)), code in zip(ok, codes, strict=True):
+        for (i, (sha, _)), code in zip(ok, codes, strict=True):
             cached = rows[i].get(hash_key)
             found[i] = {**(cached if isinstance(cached, dict) else {}), "sha256": sha, method: code}
-        for (i, path, field, resolved), (status, reason) in zip(jobs, read, strict=True):
-            rid = rows[i].get(ID_KEY)
-            if status == "missing":
-                found[i] = Failed(f"row {rid}: image {path!r} in field {field!r} not found (looked for {resolved})")
-            elif status == "bad":
-                found[i] = Failed(f"row {rid}: image {path!r} in field {field!r} cannot be read: {reason}")
+        for (i, path, field, _), value in zip(jobs, read, strict=True):
+            if isinstance(value, BaseException):  # the machine's errors (permissions, I/O) are raised
+                found[i] = Failed(str(unreadable_image(value, path, field, row=rows[i])))
         return found
 
-    def _read(self, jobs: list[tuple[str, str]]) -> list[tuple[str, Any]]:
+    def _read(self, jobs: list[tuple[Path, str]]) -> list[Any]:
         """:func:`read_for_hash` of each job: in the process pool (one worker per core) unless
         ``--workers 1`` or a handful of files; in threads where there is no pool."""
         workers = self.config["workers"] or min(8, os.cpu_count() or 1)
@@ -199,7 +201,7 @@ class DedupeImages(Operator):
 
     def _image(self, row: dict, ctx: StepContext) -> Any:
         field, paths, _ = row_image_paths(row, self.config["image_key"])
-        return open_image(ctx, paths[0], field, "RGB")
+        return open_row_image(ctx, paths[0], field, row=row)
 
     def _semantic_pass(self, good_rows: list[dict], kept: Any, out: list[Outcome], good: list[int],
                        ctx: StepContext) -> None:
@@ -216,7 +218,7 @@ class DedupeImages(Operator):
             except ValueError as exc:
                 kept[j] = False
                 self._forget(good_rows[j])
-                out[good[j]] = Failed(f"row {good_rows[j][ID_KEY]}: {exc}")
+                out[good[j]] = Failed(str(exc))
         if not candidates:
             return
         emb = self.serving.embed_images(images)

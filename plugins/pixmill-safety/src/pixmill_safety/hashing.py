@@ -19,7 +19,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-from pixmill.image_files import NOT_AN_IMAGE
 from pixmill.ops.gray_figures import png_size
 
 HASH_METHODS = ("phash", "dhash")
@@ -88,22 +87,16 @@ def hashes_from_inputs(inputs: list[Any], method: str = "phash") -> list[str]:
     return [row.tobytes().hex() for row in np.packbits(bits, axis=1)]  # first bit = most significant
 
 
-def read_for_hash(job: tuple[str, str]) -> tuple[str, Any]:
+def read_for_hash(job: tuple[Path, str]) -> tuple[str, Any] | Exception:
     """One file read for hashing, in a pool worker or a thread: ``(path, method)`` gives
-    ``("ok", (sha256 hex, hash_input pixels))``, ``("missing", "")`` or ``("bad", reason)``
-    (errors are values, so one bad file never stops the others)."""
-    from PIL import UnidentifiedImageError
-
+    ``(sha256 hex, hash_input pixels)``, or the exception reading it raised, as a value (one bad
+    file never stops the others; the caller says whose fault it is)."""
     path, method = job
     try:
         data = Path(path).read_bytes()
-        return "ok", (hashlib.sha256(data).hexdigest(), hash_input(data, method))
-    except FileNotFoundError:
-        return "missing", ""
-    except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
-        return "bad", NOT_AN_IMAGE
-    except Exception as exc:  # noqa: BLE001 - PIL raises several types for a bad file
-        return "bad", str(exc)
+        return hashlib.sha256(data).hexdigest(), hash_input(data, method)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+        return exc
 
 
 def perceptual_hash(data: bytes, method: str = "phash") -> str:
