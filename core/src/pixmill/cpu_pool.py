@@ -46,7 +46,7 @@ def cpu_pool() -> ProcessPoolExecutor | None:
             # worker (running an unguarded pipeline script twice). The workers only read files and
             # compute, with libraries whose locks CPython and glibc reset in a forked child.
             _POOL = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_exit_with_parent)
+                                        initializer=_start_worker)
             _POOL_PID = os.getpid()
             log.debug("cpu pool: %d worker processes", n)
         return _POOL
@@ -74,9 +74,14 @@ def map_in_pool(fn: Callable[..., Any], items: Iterable[Any], chunksize: int = 3
         return None
 
 
-def _exit_with_parent() -> None:
-    """In a pool worker: exit when the parent process is gone (a kill -9 closes no pipe the worker
-    waits on, since a forked worker holds both ends; without this it would sleep forever)."""
+def _start_worker() -> None:
+    """In a pool worker, first thing: leave the objects inherited from the parent out of garbage
+    collection (scanning a parent's million rows would cost every worker time and copy-on-write
+    memory), and exit when the parent process is gone (a kill -9 closes no pipe the worker waits on,
+    since a forked worker holds both ends; without this it would sleep forever)."""
+    import gc
+
+    gc.freeze()
     parent = os.getppid()
 
     def watch() -> None:
