@@ -90,12 +90,14 @@ class ImageStats(PerImageOperator):
 
     def _load_all(self, ctx: StepContext, jobs: list[tuple[dict, str, str]]) -> list[Any]:
         """With pixels, in the process pool of :mod:`pixmill.cpu_pool` (``--workers 1``: here;
-        threads where there is no pool, and for the header figures alone): the PNG decoder,
-        libspng, holds Python's lock while it works. Paths are
+        threads where there is no pool): the PNG decoder, libspng, holds Python's lock while it
+        works. The header figures alone are read here, one file after another. Paths are
         checked here (roots rule, existence), the files read and measured in the workers, and their
         errors reported as :func:`pixmill.image_files.open_row_image` reports them."""
-        if self.config.get("workers") == 1 or len(jobs) < 8 or not self.config["pixels"]:
-            return super()._load_all(ctx, jobs)  # header figures cost less than the hop to a process
+        if not self.config["pixels"]:  # mostly Python: a second thread or process costs more than it gives
+            return super()._load_all(ctx, jobs, workers=1)
+        if self.config.get("workers") == 1 or len(jobs) < 8:
+            return super()._load_all(ctx, jobs)
         out: list[Any] = [None] * len(jobs)
         files: list[tuple[int, Path]] = []
         for i, (row, path, field) in enumerate(jobs):
