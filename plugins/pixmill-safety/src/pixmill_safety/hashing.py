@@ -7,9 +7,9 @@ pHash can see and makes hashing cost about the same for a 256 px and a 4k image.
 
 Hashing is split in two so that a batch pays the numpy work once: :func:`hash_input` decodes one
 file down to the few pixels the hash looks at (in a process pool: PIL decodes without the GIL, but
-the Python around it would keep a second thread waiting), and :func:`hashes_from_inputs` turns a whole batch of those into hex strings with a
-handful of vectorised calls (scipy's DCT over the batch, one median, one ``packbits``) instead of
-one ``imagehash`` object per image.
+the Python around it would keep a second thread waiting), and :func:`hashes_from_inputs` turns a
+whole batch of those into hex strings with a handful of vectorised calls (scipy's DCT over the
+batch, one median, one ``packbits``) instead of one ``imagehash`` object per image.
 """
 
 from __future__ import annotations
