@@ -62,7 +62,8 @@ def forget_broken_pool() -> None:
 
 def map_in_pool(fn: Callable[..., Any], items: Iterable[Any], chunksize: int = 32) -> list[Any] | None:
     """``[fn(item) for item in items]`` computed in the pool, in order; None when there is no pool
-    or it broke (the caller then does the work itself). ``fn`` must not raise: return errors as values."""
+    or it broke (the caller then does the work itself). ``fn`` must not raise: return errors as
+    values (see :func:`error_value`)."""
     pool = cpu_pool()
     if pool is None:
         return None
@@ -72,6 +73,19 @@ def map_in_pool(fn: Callable[..., Any], items: Iterable[Any], chunksize: int = 3
         log.warning("the cpu pool broke; working in this process until it restarts")
         forget_broken_pool()
         return None
+
+
+def error_value(exc: Exception) -> Exception:
+    """An exception a pool worker returns as a value: ``exc`` itself when it survives the trip
+    back to the parent, else a RuntimeError carrying its type and message (an exception that does
+    not unpickle would otherwise fail the whole ``map``, every row of the batch with it)."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any failure to round-trip
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def _start_worker() -> None:
@@ -92,4 +106,4 @@ def _start_worker() -> None:
     threading.Thread(target=watch, name="pixmill-pool-watch", daemon=True).start()
 
 
-__all__ = ["cores", "cpu_pool", "forget_broken_pool", "map_in_pool"]
+__all__ = ["cores", "cpu_pool", "error_value", "forget_broken_pool", "map_in_pool"]

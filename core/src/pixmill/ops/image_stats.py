@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
-from ..cpu_pool import cores, map_in_pool
+from ..cpu_pool import cores, error_value, map_in_pool
 from ..image_files import ImageError, open_row_image, row_image_file, unreadable_image
 from ..operator import Dropped
 from ..options import Option
@@ -53,7 +53,7 @@ def _measure_job(job: tuple) -> dict[str, Any] | Exception:
     try:
         return measure_file(*job)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
-        return exc
+        return error_value(exc)
 
 
 class ImageStats(PerImageOperator):

@@ -19,6 +19,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from pixmill.cpu_pool import error_value
 from pixmill.ops.gray_figures import png_size
 
 HASH_METHODS = ("phash", "dhash")
@@ -96,7 +97,7 @@ def read_for_hash(job: tuple[Path, str]) -> tuple[str, Any] | Exception:
         data = Path(path).read_bytes()
         return hashlib.sha256(data).hexdigest(), hash_input(data, method)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
-        return exc
+        return error_value(exc)
 
 
 def perceptual_hash(data: bytes, method: str = "phash") -> str:
