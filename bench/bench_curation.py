@@ -4,18 +4,23 @@
                                    [--nsfw-images 64] [--cache DIR]
 
 - dedupe hashing: images/s reading and hashing (sha256 + pHash) 256 px files through the
-  operator's own hashing (its thread pool), PNG and JPEG; the images are made once and kept in
-  ``--cache`` (a third of them near copies of others);
+  operator's own hashing (its process pool), PNG and JPEG; the images are made once and kept in
+  ``--cache`` (in the PNG set every third file is a JPEG q70 near copy of the one before);
 - dedupe index: seconds and peak RSS for ``--codes`` rows whose hashes are cached in the row, through
   ``DedupeImages.process`` in its default batches (the stage that decides duplicates), against the
   all-pairs comparison measured on a slice and scaled by n^2;
-- image-stats: images/s on 512 px PNGs, with pixels and header-only;
+- image-stats: images/s on 512 px PNGs (all PNG), with pixels and header-only;
+
+Every figure is given as wall images/s and per CPU-second (this process and its pool workers), with
+the load average before and after it: on a shared machine the wall figure moves with the load, the
+CPU figure much less.
 - detect-nsfw: images/s on CPU at 512 px, batch 1 vs 16.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import sys
@@ -32,23 +37,41 @@ def ctx_for(folder: Path) -> StepContext:
     return StepContext(run_dir=folder, step_dir=folder, input_dir=folder)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its live child processes (the pool workers), in seconds."""
+    total = time.process_time()
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_images(folder: Path, n: int, side: int, suffix: str) -> list[str]:
-    """``n`` images (every third a JPEG q70 re-encode of the one before), made once and reused."""
+def make_images(folder: Path, n: int, side: int, suffix: str, copies: bool = True) -> list[str]:
+    """``n`` images (with ``copies``, every third a JPEG q70 re-encode of the one before), made once
+    and reused."""
     from pixmill_safety.samples import scene
 
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for i in range(n):
-        name = f"{side}-{i:06d}{suffix}"
+        name = f"{side}-{i:06d}{suffix}" if copies else f"{side}-only-{i:06d}{suffix}"
         path = folder / name
         if not path.exists():
-            img = scene(i - 1 if i % 3 == 2 else i, side=side)
+            copy = copies and i % 3 == 2
+            img = scene(i - 1 if copy else i, side=side)
             tmp = path.with_name("." + name)
-            img.save(tmp, format="JPEG" if suffix == ".jpg" or i % 3 == 2 else "PNG", quality=70)
+            img.save(tmp, format="JPEG" if suffix == ".jpg" or copy else "PNG", quality=70)
             os.replace(tmp, path)
         names.append(name)
     return names
@@ -60,13 +83,14 @@ def bench_hashing(folder: Path, n: int) -> None:
     for suffix in (".png", ".jpg"):
         names = make_images(folder, n, 256, suffix)
         rows = [{"id": str(i), "image": name} for i, name in enumerate(names)]
-        start = time.perf_counter()
-        cpu = time.process_time()
+        op._hashes(rows[:64], ctx)  # starts the process pool: once per process, not per image
+        before = load()
+        start, cpu = time.perf_counter(), cpu_seconds()
         for lo in range(0, len(rows), op.batch_size):
             op._hashes(rows[lo:lo + op.batch_size], ctx)
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         print(f"dedupe hashing {suffix[1:]:4} 256px  {n / wall:8.0f} images/s  ({n} images, {wall:.1f} s wall, "
-              f"{n / cpu:.0f} images per CPU-s)", flush=True)
+              f"{n / cpu:.0f} images per CPU-s; {before}, after {load()})", flush=True)
 
 
 def synthetic_codes(n: int, seed: int = 0) -> np.ndarray:
@@ -95,6 +119,7 @@ def bench_index(n: int, pairs_slice: int) -> None:
     ctx = ctx_for(Path(tempfile.gettempdir()))
     base = rss_mb()
     op.start(ctx)
+    before = load()
     start, cpu = time.perf_counter(), time.process_time()
     dups = 0
     for lo in range(0, n, op.batch_size):
@@ -103,7 +128,7 @@ def bench_index(n: int, pairs_slice: int) -> None:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"dedupe index   {n} hashes  {seconds:6.1f} s wall, {cpu:6.1f} CPU-s  ({dups} duplicates at "
           f"--max-distance {op.config['max_distance']}, peak RSS {rss_mb():.0f} MB, {rss_mb() - base:.0f} MB "
-          "above the rows)", flush=True)
+          f"above the rows; {before}, after {load()})", flush=True)
     small = synthetic_codes(pairs_slice, seed=1)
     pair_cpu = time.process_time()
     all_pairs_nearest(small, op.config["max_distance"])
@@ -114,17 +139,19 @@ def bench_index(n: int, pairs_slice: int) -> None:
 
 
 def bench_stats(folder: Path, n: int) -> None:
-    names = make_images(folder, n, 512, ".png")
+    names = make_images(folder, n, 512, ".png", copies=False)
     rows = [{"id": str(i), "image": name} for i, name in enumerate(names)]
     ctx = ctx_for(folder)
     for pixels in (True, False):
         op = get_registry().get_operator("image-stats")(pixels=pixels)
-        start, cpu = time.perf_counter(), time.process_time()
+        op.process([dict(r) for r in rows[:8]], ctx)  # warm: imports, OpenCV's check
+        before = load()
+        start, cpu = time.perf_counter(), cpu_seconds()
         for lo in range(0, n, op.batch_size):
             op.process([dict(r) for r in rows[lo:lo + op.batch_size]], ctx)
-        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         print(f"image-stats    512px png {'pixels' if pixels else 'header'}  {n / wall:8.0f} images/s  "
-              f"({n / cpu:.0f} images per CPU-s)", flush=True)
+              f"({n / cpu:.0f} images per CPU-s; {before}, after {load()})", flush=True)
 
 
 def bench_nsfw(folder: Path, n: int) -> None:

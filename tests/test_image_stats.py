@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 from pathlib import Path
 
+import numpy as np
+import pytest
 from helpers import read_jsonl, step_rows, write_jsonl
 from PIL import Image, ImageDraw, ImageFilter
+from pixmill.ops.gray_figures import LUMA_WEIGHTS, gray_pil, opencv, pixel_figures
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 from pixmill.run import FILTERED, Run
 
@@ -69,3 +74,105 @@ def test_drop_blank_records_why_and_the_gallery_shows_it(tmp_path):
     view_rows = [r for r in Run(tmp_path / "run").statuses() if r.status == FILTERED]
     assert [r.row["image"] for r in view_rows] == ["white.png"]
     assert "near-blank" in view_rows[0].reason and view_rows[0].row["blank"] is True
+
+
+def _encoded(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@functools.cache
+def _varied_images() -> dict[str, bytes]:
+    """Every PNG kind the OpenCV path takes or hands back to PIL, JPEGs, sizes that get reduced,
+    images too small for a Laplacian, flat ones, hard edges that clip the Laplacian."""
+    rng = np.random.default_rng(3)
+    noise = Image.fromarray(rng.integers(0, 256, (120, 90, 3), dtype=np.uint8))
+    checker = _checker(256)
+    rgba = noise.convert("RGBA")
+    rgba.putalpha(Image.fromarray(rng.integers(0, 256, (120, 90), dtype=np.uint8)))
+    with_transparency = noise.copy()
+    with_transparency.info["transparency"] = (1, 2, 3)
+    out = {
+        "rgb": _encoded(noise), "rgba": _encoded(rgba), "gray": _encoded(noise.convert("L")),
+        "palette": _encoded(noise.convert("P")), "gray+alpha": _encoded(noise.convert("LA")),
+        "rgb+trns": _encoded(with_transparency, transparency=(1, 2, 3)),
+        "gray+trns": _encoded(noise.convert("L"), transparency=7),
+        "16-bit gray": _encoded(Image.fromarray(rng.integers(0, 65535, (40, 50), dtype=np.uint16))),
+        "bilevel": _encoded(noise.convert("1")), "interlaced": _encoded(noise, optimize=False),
+        "checker": _encoded(checker), "checker jpeg": _encoded(checker, "JPEG", quality=85),
+        "big (reduced)": _encoded(noise.resize((2300, 1500))), "big jpeg": _encoded(noise.resize((2300, 1500)), "JPEG"),
+        "2x2": _encoded(Image.new("RGB", (2, 2), (10, 200, 30))), "flat": _encoded(Image.new("RGB", (64, 64), (40, 40, 40))),
+        "webp": _encoded(noise, "WEBP"), "gif": _encoded(noise, "GIF"),
+    }
+    return out
+
+
+def test_opencv_and_pil_give_the_same_figures_to_the_last_bit():
+    pytest.importorskip("cv2")  # installed with pixmill-safety; the core itself needs only PIL
+    assert opencv() is not None, "this OpenCV converts to gray with other weights: the fast path is off"
+    for name, data in _varied_images().items():
+        for max_side in (1024, 64, 0):
+            fast = pixel_figures(data, max_side, 4.0, use_opencv=True)
+            alone = pixel_figures(data, max_side, 4.0, use_opencv=False)
+            assert fast == alone, (name, max_side)
+    # A one-pixel checkerboard: every Laplacian is +-1020, clipped to 127 / -128: the top of the scale
+    pixel_checker = Image.fromarray(((np.indices((64, 64)).sum(axis=0) % 2) * 255).astype(np.uint8))
+    assert pixel_figures(_encoded(pixel_checker), 1024, 4.0)["blur"] == 127.5**2
+
+
+def test_gray_is_bt601_luma_with_15_bit_weights():
+    """Every one of the 2**24 colours, through PIL alone (OpenCV's conversion is checked against the
+    same formula when the fast path turns on)."""
+    v = np.arange(2**24, dtype=np.uint32).reshape(4096, 4096)
+    rgb = np.stack([v >> 16, (v >> 8) & 255, v & 255], axis=-1)
+    want = (rgb @ np.array(LUMA_WEIGHTS, dtype=np.uint32) + 2**14) >> 15
+    img = Image.fromarray(rgb.astype(np.uint8))
+    img.format = "PNG"
+    assert np.array_equal(np.asarray(gray_pil(img, 0)), want)
+    for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 100, 50)):
+        figures = pixel_figures(_encoded(Image.new("RGB", (16, 16), colour)), 1024, 4.0)
+        assert figures["brightness"] == (sum(c * w for c, w in zip(colour, LUMA_WEIGHTS, strict=True)) + 2**14) >> 15
+        assert figures["contrast"] == 0 and figures["blur"] == 0 and figures["blank"]
+
+
+def test_both_png_decoders_and_pil_give_the_same_gray():
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("pyspng")
+    from pixmill.ops.gray_figures import gray_fast, plain_png, png_decoders
+
+    assert png_decoders() == ("spng", "opencv")
+    checked = 0
+    for name, data in _varied_images().items():
+        if not plain_png(data):
+            continue
+        want = np.asarray(gray_pil(Image.open(io.BytesIO(data)), 0))
+        for decoder in png_decoders():
+            assert np.array_equal(gray_fast(cv2, data, decoder), want), (name, decoder)
+        checked += 1
+    assert checked >= 8  # rgb, rgba, gray, both transparent-colour kinds, interlaced, checker, big, flat...
+    assert gray_fast(cv2, b"\x89PNG\r\n\x1a\n" + bytes(30), "spng") is None  # damaged: PIL says why
+
+
+def test_process_pool_and_in_process_give_the_same_rows(tmp_path, tmp_path_factory):
+    for i, data in enumerate(_varied_images().values()):
+        (tmp_path / f"img{i}").write_bytes(data)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(40))
+    outside = tmp_path_factory.mktemp("elsewhere") / "secret.png"
+    _checker(32).save(outside)
+    rows = [{"image": f"img{i}"} for i in range(len(_varied_images()))]
+    rows += [{"image": "broken.png"}, {"image": "missing.png"}, {"image": str(outside)}]
+    out = {}
+    for workers in (2, 1):
+        inp = write_jsonl(tmp_path / f"in{workers}.jsonl", [{**r, "image": str(tmp_path / r["image"])} for r in rows])
+        results = run_pipeline(PipelineSpec(steps=[StepSpec("image-stats", {"workers": workers})], input=inp,
+                                            out=tmp_path / f"run{workers}"))
+        folder = tmp_path / f"run{workers}" / results[-1].folder
+        failed = {f["id"]: f["reason"] for f in read_jsonl(folder / "failed.jsonl")}
+        out[workers] = ([r["image_stats"] for r in step_rows(tmp_path / f"run{workers}")], failed)
+    assert out[2] == out[1]
+    figures, failed = out[2]
+    assert len(figures) == len(rows) - 3 and all("blur" in f for f in figures)
+    n = len(rows)
+    assert "cannot be read" in failed[str(n - 3)] and "not found" in failed[str(n - 2)]
+    assert "secret.png" in failed[str(n - 1)] and "--allow-root" in failed[str(n - 1)]  # the roots rule: never read

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .file_roots import resolve_row_path, run_roots
+from .file_roots import ENV_VAR, FileRoots, resolve_row_path, run_roots
 from .rows import derive_seed, file_stem
 
 
@@ -46,7 +47,16 @@ class StepContext:
         """:meth:`resolve`, then the roots rule (:mod:`pixmill.file_roots`): the absolute path of a
         file a row names that may be read, or :class:`~pixmill.file_roots.OutsideRoots` (a
         ``ValueError``: the row fails). Operators that read or upload a row's files use this."""
-        return run_roots(self.run_dir, self.input_dir, self.allowed_roots).check(self.resolve(path), named=path)
+        return self._roots().check(self.resolve(path), named=path)
+
+    def _roots(self) -> FileRoots:
+        """The run's roots, resolved once per step rather than once per file (resolving them was
+        most of the cost of checking a path), again if the fields or ``PIXMILL_ALLOW_ROOTS`` change."""
+        key = (self.run_dir, self.input_dir, self.allowed_roots, os.environ.get(ENV_VAR, ""))
+        cached = self.__dict__.get("_roots_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_roots_cache"] = (key, run_roots(self.run_dir, self.input_dir, self.allowed_roots))
+        return cached[1]
 
     def image_path(self, row_id: str, index: int = 0, suffix: str = ".png", tag: str = "") -> tuple[Path, str]:
         """Where to write the ``index``-th image of a row: (absolute path, path to store in the row).

@@ -105,6 +105,19 @@ def open_row_image(ctx: StepContext, path: str, field: str, *, row: dict | None 
     readable image) and lets the machine's errors through (see
     :func:`pixmill.errors.is_environment_error`): those stop the step.
     """
+    resolved = row_image_file(ctx, path, field, row=row)
+    try:
+        if read is not None:
+            return read(resolved)
+        return probe_image(resolved, mode) if as_file else decode_image(resolved, mode)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+        raise unreadable_image(exc, path, field, row=row) from None
+
+
+def row_image_file(ctx: StepContext, path: str, field: str, *, row: dict | None = None) -> Path:
+    """The first half of :func:`open_row_image`: the absolute path of an image a row names, after
+    the roots rule and a check that the file is there (else :class:`ImageError`). For an operator
+    that reads the file elsewhere (a process pool) and reports errors with :func:`unreadable_image`."""
     where = f"row {row.get(ID_KEY, '?')}: " if row is not None else ""
     try:
         resolved = ctx.readable(path)
@@ -112,16 +125,24 @@ def open_row_image(ctx: StepContext, path: str, field: str, *, row: dict | None 
         raise ImageError(f"{where}field {field!r}: {exc}") from None
     if not resolved.is_file():
         raise ImageError(f"{where}image {path!r} in field {field!r} not found (looked for {resolved}); {PATHS_FIX}")
-    try:
-        if read is not None:
-            return read(resolved)
-        return probe_image(resolved, mode) if as_file else decode_image(resolved, mode)
-    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
-        if is_environment_error(exc):
-            raise  # the machine's fault (permissions, I/O), not the row's: the step stops
+    return resolved
+
+
+def unreadable_image(exc: BaseException, path: str, field: str, *, row: dict | None = None) -> ImageError:
+    """The second half of :func:`open_row_image`: the :class:`ImageError` for an exception raised
+    while reading a row's image, or ``exc`` itself raised when it is the machine's fault
+    (permissions, I/O, memory), which stops the step."""
+    from PIL import UnidentifiedImageError
+
+    if is_environment_error(exc):
+        raise exc
+    where = f"row {row.get(ID_KEY, '?')}: " if row is not None else ""
+    if isinstance(exc, UnidentifiedImageError):  # its message names an in-memory buffer, not the file
+        detail = ["not an image file PIL can read"]
+    else:
         detail = str(exc).strip().splitlines()
-        raise ImageError(f"{where}image {path!r} in field {field!r} cannot be read "
-                         f"({detail[0] if detail else type(exc).__name__}); replace the file or fix the path") from None
+    return ImageError(f"{where}image {path!r} in field {field!r} cannot be read "
+                      f"({detail[0] if detail else type(exc).__name__}); replace the file or fix the path")
 
 
 def pixels(image: Any) -> Any:
@@ -130,4 +151,5 @@ def pixels(image: Any) -> Any:
     return image.open() if isinstance(image, ImageFile) else image
 
 
-__all__ = ["ImageError", "ImageFile", "decode_image", "open_row_image", "pixels", "probe_image"]
+__all__ = ["ImageError", "ImageFile", "decode_image", "open_row_image", "pixels", "probe_image", "row_image_file",
+           "unreadable_image"]

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import sys
 import threading
-import time
 from collections import OrderedDict
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..cpu_pool import cpu_pool, forget_broken_pool
 from ..image_files import ImageFile, pixels
 from ..options import Option
 from .media import to_data_url
@@ -226,56 +224,15 @@ def _run_here(fn: Callable[..., Upload], *args: Any) -> Future[Upload]:
 
 
 def _in_pool(image: ImageFile, rule: UploadRule) -> Future[Upload] | None:
-    global _POOL
-    pool = _pool()
+    pool = cpu_pool()
     if pool is None:
         return None
     try:
         return pool.submit(prepare_upload, image, rule)
     except BrokenProcessPool:  # a worker died (out of memory?): start a new pool next time
         log.warning("the upload pool broke; preparing uploads in this process until it restarts")
-        with _pool_lock:
-            _POOL = None
+        forget_broken_pool()
         return None
-
-
-_pool_lock = threading.Lock()
-_POOL: ProcessPoolExecutor | None = None
-_POOL_PID = 0
-
-
-def _pool() -> ProcessPoolExecutor | None:
-    """The process's upload pool (one worker per core), or ``None`` where it would not help (one
-    core) or could not be made safely (no ``fork``)."""
-    global _POOL, _POOL_PID
-    import multiprocessing
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cores < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    with _pool_lock:
-        if _POOL is None or _POOL_PID != os.getpid():
-            # fork, not spawn or forkserver: those import the user's main script again in every
-            # worker (running an unguarded pipeline script twice). The workers only read files and
-            # run PIL, whose locks CPython and glibc reset in a forked child.
-            _POOL = ProcessPoolExecutor(max_workers=cores, mp_context=multiprocessing.get_context("fork"),
-                                        initializer=_exit_with_parent)
-            _POOL_PID = os.getpid()
-            log.debug("upload pool: %d worker processes", cores)
-        return _POOL
-
-
-def _exit_with_parent() -> None:
-    """In a pool worker: exit when the parent process is gone (a kill -9 closes no pipe the worker
-    waits on, since a forked worker holds both ends; without this it would sleep forever)."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="pixmill-upload-watch", daemon=True).start()
 
 
 __all__ = ["DEFAULT_QUALITY", "ENCODINGS", "Upload", "UploadRule", "Uploader", "encode", "prepare_upload",

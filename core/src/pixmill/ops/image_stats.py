@@ -1,8 +1,10 @@
 """``image-stats``: cheap, model-free figures about each image (size, bytes, brightness, blur...).
 
-PIL only, so it lives in the core. Size and format come from the file header; the pixel figures
-(brightness, contrast, blur, near-blank) decode the image once, as 8-bit grayscale, reduced to at
-most ``--max-side`` pixels per side first so that huge images cost no more than the figures need.
+PIL is enough, so it lives in the core. Size and format come from the file header; the pixel
+figures (brightness, contrast, blur, near-blank) decode the image once, as 8-bit grayscale, reduced
+to at most ``--max-side`` pixels per side first so that huge images cost no more than the figures
+need: see :mod:`pixmill.ops.gray_figures` for exactly what is computed (faster with OpenCV when
+it is importable, the same numbers without).
 """
 
 from __future__ import annotations
@@ -13,47 +15,45 @@ from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
-from ..image_files import open_row_image
+from ..cpu_pool import cores, error_value, map_in_pool
+from ..image_files import ImageError, open_row_image, row_image_file, unreadable_image
 from ..operator import Dropped
 from ..options import Option
-from .per_image import IMAGE_KEY, WORKERS, PerImageOperator
-
-# The Laplacian of 8-bit grayscale, shifted by 128 so PIL's 8-bit filter output keeps negative values.
-_LAPLACIAN = (0, 1, 0, 1, -4, 1, 0, 1, 0)
-_LAPLACIAN_OFFSET = 128
+from .gray_figures import pixel_figures, png_size
+from .per_image import IMAGE_KEY, PROCESS_WORKERS, PerImageOperator
 
 
-def header_figures(data: bytes) -> tuple[Any, dict[str, Any]]:
-    """Open encoded image bytes lazily: (PIL image, figures known from the header alone)."""
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(data))
-    width, height = img.size
-    return img, {"width": width, "height": height, "aspect": round(width / height, 4) if height else None,
-                 "format": (img.format or "").lower(), "bytes": len(data),
-                 "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def pixel_figures(img: Any, max_side: int, blank_contrast: float) -> dict[str, Any]:
-    """Brightness (mean, 0-255), contrast (standard deviation), blur (variance of the Laplacian:
-    low = blurry) and whether the image is near-blank (contrast below ``blank_contrast``)."""
-    from PIL import ImageFilter, ImageStat
-
-    if img.format == "JPEG":
-        img.draft("L", (max_side, max_side))  # JPEG decodes straight to a smaller size: much faster
-    gray = img.convert("L")
-    factor = max(gray.size) // max_side if max_side else 0
-    if factor > 1:
-        gray = gray.reduce(factor)
-    stat = ImageStat.Stat(gray)
-    mean, std = stat.mean[0], stat.stddev[0]
-    if min(gray.size) >= 3:
-        lap = gray.filter(ImageFilter.Kernel((3, 3), _LAPLACIAN, scale=1, offset=_LAPLACIAN_OFFSET))
-        blur = ImageStat.Stat(lap.crop((1, 1, lap.width - 1, lap.height - 1))).var[0]
+def header_figures(data: bytes) -> dict[str, Any]:
+    """The figures known from the encoded bytes and the header alone (raises on a file that is not
+    an image). A PNG's size is read from its IHDR chunk; anything else is opened lazily with PIL."""
+    size = png_size(data)
+    if size is not None:
+        width, height, kind = *size, "png"
     else:
-        blur = 0.0
-    return {"brightness": round(mean, 3), "contrast": round(std, 3), "blur": round(blur, 3),
-            "blank": std < blank_contrast}
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            (width, height), kind = img.size, (img.format or "").lower()
+    return {"width": width, "height": height, "aspect": round(width / height, 4) if height else None,
+            "format": kind, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def measure_file(path: Path, pixels: bool, max_side: int, blank_contrast: float) -> dict[str, Any]:
+    """The figures of one image file (raises what reading or decoding it raises)."""
+    data = Path(path).read_bytes()
+    figures = header_figures(data)
+    if pixels:
+        figures.update(pixel_figures(data, max_side, blank_contrast))
+    return figures
+
+
+def _measure_job(job: tuple) -> dict[str, Any] | Exception:
+    """:func:`measure_file` in a pool worker: an error comes back as a value, so one bad file
+    stops nothing and the step reports it as a row's fault or the machine's."""
+    try:
+        return measure_file(*job)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+        return error_value(exc)
 
 
 class ImageStats(PerImageOperator):
@@ -78,18 +78,43 @@ class ImageStats(PerImageOperator):
                "pixel figures (blur depends on scale: keep it fixed across a dataset)"),
         Option("blank_contrast", float, 4.0, "an image whose gray standard deviation is below this is blank"),
         Option("drop_blank", bool, False, "drop near-blank images (recorded in dropped.jsonl with the reason)"),
-        WORKERS,
+        PROCESS_WORKERS,
     )
     default_batch_size = 256
 
-    def load(self, ctx: StepContext, row: dict, path: str, field: str) -> Any:
-        return open_row_image(ctx, path, field, row=row, read=self._figures)
+    def _settings(self) -> tuple[bool, int, float]:
+        return bool(self.config["pixels"]), int(self.config["max_side"] or 0), float(self.config["blank_contrast"])
 
-    def _figures(self, path: Path) -> dict[str, Any]:
-        img, figures = header_figures(path.read_bytes())
-        if self.config["pixels"]:
-            figures.update(pixel_figures(img, int(self.config["max_side"] or 0), float(self.config["blank_contrast"])))
-        return figures
+    def load(self, ctx: StepContext, row: dict, path: str, field: str) -> Any:
+        return open_row_image(ctx, path, field, row=row, read=lambda found: measure_file(found, *self._settings()))
+
+    def _load_all(self, ctx: StepContext, jobs: list[tuple[dict, str, str]]) -> list[Any]:
+        """With pixels, in the process pool of :mod:`pixmill.cpu_pool` (``--workers 1``: here;
+        threads where there is no pool): the PNG decoder, libspng, holds Python's lock while it
+        works. The header figures alone are read here, one file after another. Paths are
+        checked here (roots rule, existence), the files read and measured in the workers, and their
+        errors reported as :func:`pixmill.image_files.open_row_image` reports them."""
+        if not self.config["pixels"]:  # mostly Python: a second thread or process costs more than it gives
+            return super()._load_all(ctx, jobs, workers=1)
+        if self.config.get("workers") == 1 or len(jobs) < 8:
+            return super()._load_all(ctx, jobs)
+        out: list[Any] = [None] * len(jobs)
+        files: list[tuple[int, Path]] = []
+        for i, (row, path, field) in enumerate(jobs):
+            try:
+                files.append((i, row_image_file(ctx, path, field, row=row)))
+            except ImageError as exc:
+                out[i] = exc
+        done = map_in_pool(_measure_job, [(found, *self._settings()) for _, found in files],
+                           chunksize=max(1, min(32, len(files) // (4 * cores()))))
+        if done is None:
+            return super()._load_all(ctx, jobs)
+        for (i, _), found in zip(files, done, strict=True):
+            if isinstance(found, BaseException):
+                row, path, field = jobs[i]
+                found = unreadable_image(found, path, field, row=row)  # the machine's errors: raised
+            out[i] = found
+        return out
 
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:
         return items  # everything was measured while loading: one pass over each file

@@ -24,6 +24,8 @@ IMAGE_KEY = Option("image_key", str, None, "field with the image(s) to measure (
                    "images: edited_images, else images, else image)")
 WORKERS = Option("workers", int, None, "threads reading and decoding images (default: CPU count, at most 8)",
                  cache=False)
+PROCESS_WORKERS = Option("workers", int, None, "1: read and decode images in this process; otherwise in a process "
+                         "pool, one worker per core (threads where processes cannot be forked)", cache=False)
 
 
 def row_image_paths(row: dict, key: str | None) -> tuple[str, list[str], bool]:
@@ -74,9 +76,10 @@ class PerImageOperator(Operator):
         """A :class:`Dropped` for a row to drop, else None (default: keep every row)."""
         return None
 
-    def _load_all(self, ctx: StepContext, jobs: list[tuple[dict, str, str]]) -> list[Any]:
+    def _load_all(self, ctx: StepContext, jobs: list[tuple[dict, str, str]], workers: int | None = None) -> list[Any]:
         """Each (row, path, field) loaded, or the ValueError naming why not; in a thread pool with
-        ``--workers`` above 1 (PIL decodes without holding the GIL, so threads use every core)."""
+        ``--workers`` (or ``workers``) above 1 (PIL decodes without holding the GIL, so threads use
+        every core)."""
 
         def one(job: tuple[dict, str, str]) -> Any:
             try:
@@ -84,8 +87,9 @@ class PerImageOperator(Operator):
             except ValueError as exc:
                 return exc
 
-        workers = self.config.get("workers", 1)
-        workers = int(workers if workers is not None else min(8, os.cpu_count() or 1))
+        if workers is None:
+            workers = self.config.get("workers", 1)
+            workers = int(workers if workers is not None else min(8, os.cpu_count() or 1))
         if workers <= 1 or len(jobs) < 2:
             return [one(job) for job in jobs]
         from concurrent.futures import ThreadPoolExecutor

@@ -3,8 +3,8 @@
 Exact duplicates share the sha256 of their file bytes; near-duplicates (resized, re-encoded,
 slightly brightened copies) have perceptual hashes within ``--max-distance`` bits. Every row is
 compared with every row kept before it, across the whole step, through a :class:`HammingIndex`
-(multi-index hashing), not pairwise. Lives in this plugin, not the core, because the hashes need
-numpy and imagehash (which brings scipy and PyWavelets). With ``--serving clip`` the rows that pass
+(multi-index hashing), not pairwise. Files are read in the process pool of :mod:`pixmill.cpu_pool`.
+Lives in this plugin, not the core, because the hashes need numpy and scipy. With ``--serving clip`` the rows that pass
 the hash checks are also compared by CLIP embedding (semantic duplicates, see :mod:`.semantic`).
 """
 
@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pixmill.context import StepContext
-from pixmill.image_files import ImageError, open_row_image
+from pixmill.cpu_pool import cores, map_in_pool
+from pixmill.image_files import ImageError, open_row_image, row_image_file, unreadable_image
 from pixmill.operator import Dropped, Failed, Operator, Outcome
-from pixmill.ops.per_image import IMAGE_KEY, WORKERS, image_fields_read, row_image_paths
+from pixmill.ops.per_image import IMAGE_KEY, PROCESS_WORKERS, image_fields_read, row_image_paths
 from pixmill.options import Option
 from pixmill.rows import ID_KEY
 from pixmill.serving import IMAGE_TEXT_EMBEDDING
 
-from .hash_index import HammingIndex
-from .hashing import HASH_METHODS, file_hashes
+from .hash_index import HammingIndex, codes_from_hex
+from .hashing import HASH_METHODS, hashes_from_inputs, read_for_hash
 from .semantic import EmbeddingIndex
 
 DEFAULT_MAX_DISTANCE = 6  # bits of 64: catches resized, JPEG q70 and brightened copies (docs/curation.md)
@@ -54,7 +56,7 @@ class DedupeImages(Operator):
         Option("drop", bool, False, "drop duplicates (recorded in dropped.jsonl) instead of only marking them"),
         Option("min_similarity", float, 0.95, "with --serving clip: CLIP cosine similarity at or above which "
                "two images are duplicates (the same scene rendered again)"),
-        WORKERS,
+        PROCESS_WORKERS,
     )
     capability = IMAGE_TEXT_EMBEDDING
     serving_optional = True
@@ -77,7 +79,6 @@ class DedupeImages(Operator):
 
     # -- state ------------------------------------------------------------------------------------
     def start(self, ctx: StepContext) -> None:
-        import numpy as np
 
         self._index = HammingIndex(self.config["max_distance"])
         self._ids: list[str] = []  # id of each code in the index, in order
@@ -92,9 +93,9 @@ class DedupeImages(Operator):
             if row.get("duplicate_of") is None and hashes.get(method):
                 self._by_sha.setdefault(hashes["sha256"], row[ID_KEY])
                 self._ids.append(row[ID_KEY])
-                codes.append(int(hashes[method], 16))
+                codes.append(hashes[method])
                 kept_rows.append(row)
-        self._index.add(np.array(codes, dtype=np.uint64))
+        self._index.add(codes_from_hex(codes))
         if self.serving is not None:  # embeddings are not kept in rows (too large): embed again
             for lo in range(0, len(kept_rows), 64):
                 chunk = kept_rows[lo:lo + 64]
@@ -103,28 +104,50 @@ class DedupeImages(Operator):
 
     # -- hashing ----------------------------------------------------------------------------------
     def _hashes(self, rows: list[dict], ctx: StepContext) -> list[dict | Failed]:
+        """The hashes of each row: cached in the row, or read (sha256 and the pixels the perceptual
+        hash looks at, in the process pool) and then hashed for the whole batch at once."""
         method, hash_key, key = self.config["hash"], self.config["hash_key"], self.config["image_key"]
-
-        def one(row: dict) -> dict | Failed:
+        found: list[Any] = []
+        jobs: list[tuple[int, str, str, Path]] = []  # (row index, path, field, resolved path)
+        for i, row in enumerate(rows):
             cached = row.get(hash_key)
             if isinstance(cached, dict) and cached.get("sha256") and cached.get(method):
-                return cached
+                found.append(cached)
+                continue
             try:
                 field, paths, _ = row_image_paths(row, key)
             except ValueError as exc:
-                return Failed(str(exc))
-            try:
-                found = open_row_image(ctx, paths[0], field, row=row, read=lambda p: file_hashes(p, method))
+                found.append(Failed(str(exc)))
+                continue
+            try:  # the roots rule and the file's presence are checked here, the reading in the pool
+                resolved = row_image_file(ctx, paths[0], field, row=row)
             except ImageError as exc:
-                return Failed(str(exc))
-            return {**(cached if isinstance(cached, dict) else {}), **found}
+                found.append(Failed(str(exc)))
+                continue
+            found.append(None)
+            jobs.append((i, paths[0], field, resolved))
+        read = self._read([(resolved, method) for _, _, _, resolved in jobs])
+        ok = [(i, value) for (i, *_), value in zip(jobs, read, strict=True) if not isinstance(value, BaseException)]
+        codes = hashes_from_inputs([pixels for _, (_, pixels) in ok], method)
+        for (i, (sha, _)), code in zip(ok, codes, strict=True):
+            cached = rows[i].get(hash_key)
+            found[i] = {**(cached if isinstance(cached, dict) else {}), "sha256": sha, method: code}
+        for (i, path, field, _), value in zip(jobs, read, strict=True):
+            if isinstance(value, BaseException):  # the machine's errors (permissions, I/O) are raised
+                found[i] = Failed(str(unreadable_image(value, path, field, row=rows[i])))
+        return found
 
-        todo = [r for r in rows if not isinstance(r.get(hash_key), dict) or not r[hash_key].get(method)]
+    def _read(self, jobs: list[tuple[Path, str]]) -> list[Any]:
+        """:func:`read_for_hash` of each job: in the process pool (one worker per core) unless
+        ``--workers 1`` or a handful of files; in threads where there is no pool."""
         workers = self.config["workers"] or min(8, os.cpu_count() or 1)
-        if len(todo) < 8 or workers <= 1:
-            return [one(r) for r in rows]
-        with ThreadPoolExecutor(workers) as pool:  # PIL decodes and resizes without the GIL
-            return list(pool.map(one, rows))
+        if len(jobs) < 8 or workers <= 1:
+            return [read_for_hash(job) for job in jobs]
+        done = map_in_pool(read_for_hash, jobs, chunksize=max(1, min(64, len(jobs) // (4 * cores()))))
+        if done is not None:
+            return done
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(read_for_hash, jobs))
 
     # -- one batch --------------------------------------------------------------------------------
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
@@ -133,7 +156,7 @@ class DedupeImages(Operator):
         method, hash_key, drop = self.config["hash"], self.config["hash_key"], self.config["drop"]
         hashes = self._hashes(rows, ctx)
         good = [i for i, h in enumerate(hashes) if type(h) is not Failed]
-        codes = np.array([int(hashes[i][method], 16) for i in good], dtype=np.uint64)
+        codes = codes_from_hex([hashes[i][method] for i in good])
         # Against every row kept in earlier batches...
         prev_pos, prev_dist = (p.tolist() for p in self._index.nearest(codes))
         # ...and against the rows of this batch kept before each one.
