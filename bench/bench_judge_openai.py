@@ -19,7 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
+import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -29,8 +32,9 @@ import time
 from pathlib import Path
 
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill.testing.openai_server import FakeOpenAIServer, RecordedRequest, image_fingerprint
 
+ROW = re.compile(r"a test image of (\d+)px, number (\d+)")
 ANSWER = '{"rationale": "on prompt", "prompt_alignment": 8, "visual_quality": 7, "overall": 7.5}'
 
 
@@ -43,7 +47,7 @@ def make_inputs(folder: Path, count: int, side: int) -> Path:
     images.mkdir(parents=True)
     with ProcessPoolExecutor() as pool:
         list(pool.map(_make_image, [(images / f"{i}.png", side, i) for i in range(count)], chunksize=8))
-    lines = [json.dumps({"id": str(i), "prompt": f"a test image number {i}", "image": f"images/{i}.png"})
+    lines = [json.dumps({"id": str(i), "prompt": f"a test image of {side}px, number {i}", "image": f"images/{i}.png"})
              for i in range(count)]
     path = folder / "rows.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -60,9 +64,24 @@ def _make_image(job: tuple[Path, int, int]) -> None:
     image.save(path)
 
 
-def serve(port: int, latency: float) -> None:
-    """Server mode (run in a child process): answer every chat request with a judgment."""
-    server = FakeOpenAIServer(latency=latency, chat_handler=lambda rec: ANSWER, port=port).start()
+def serve(port: int, latency: float, expected: Path, full_parse: bool) -> None:
+    """Server mode (run in a child process): answer every chat request with a judgment, once its one
+    image matched the fingerprint the client expects for that row (:func:`expect_uploads`, a
+    sample of rows); a wrong image gets an answer that fails its row."""
+    fingerprints: dict[str, str] = {}
+
+    def judge(rec: RecordedRequest) -> str:
+        match = ROW.search(rec.prompt)
+        sent = rec.image_fingerprints or [image_fingerprint(base64_text(i)) for i in rec.sent_images]
+        if match is None or len(sent) != 1:
+            return f"expected one image and a row's prompt, got {len(sent)} images"
+        key = f"{match.group(1)}/{match.group(2)}"
+        if key not in fingerprints and expected.exists():
+            fingerprints.update(json.loads(expected.read_text()))
+        want = fingerprints.get(key)
+        return ANSWER if want is None or sent[0] == want else f"wrong image for row {key}: {sent[0]}, expected {want}"
+
+    server = FakeOpenAIServer(latency=latency, chat_handler=judge, port=port, skim_images=not full_parse).start()
     print(f"listening on {server.base_url}", flush=True)
     try:
         while True:
@@ -71,11 +90,35 @@ def serve(port: int, latency: float) -> None:
         server.stop()
 
 
-def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+def base64_text(url: str | bytes) -> bytes:
+    """The base64 part of a data URL (what :func:`image_fingerprint` is taken of)."""
+    text = url.encode() if isinstance(url, str) else url
+    return text.partition(b";base64,")[2]
+
+
+def expect_uploads(rows: Path, side: int, serving: dict, expected: Path) -> int:
+    """Record, for every 8th row, the fingerprint of the upload the serving should send (made by the
+    serving's own upload code, before any timing), for the server to check against what came."""
+    from pixmill.http.uploads import prepare_upload
+    from pixmill.image_files import probe_image
+    from pixmill.plugins import get_registry
+
+    rule = get_registry().get("servings", "qwen-vl")(**{k: v for k, v in serving.items() if k != "serving"}).upload_rule()
+    known = json.loads(expected.read_text()) if expected.exists() else {}
+    for line in rows.read_text().splitlines()[::8]:
+        row = json.loads(line)
+        upload = prepare_upload(probe_image(rows.parent / row["image"]), rule)
+        known[f"{side}/{row['id']}"] = image_fingerprint(base64_text(upload.data_url()))
+    expected.write_text(json.dumps(known))
+    return len(known)
+
+
+def start_server(latency: float, expected: Path, full_parse: bool) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--latency", str(latency)],
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--latency", str(latency),
+                             "--expected", str(expected)] + (["--full-parse"] if full_parse else []),
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if "listening" not in line:
@@ -84,20 +127,35 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def run_side(url: str, work: Path, side: int, args: argparse.Namespace) -> float:
-    """The median judge-step wall time over ``--repeat`` runs on ``--images`` images of ``side`` px."""
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds (user + system, every thread) this process, or process ``pid``, has used so far."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_side(url: str, work: Path, side: int, args: argparse.Namespace, server_pid: int) -> tuple[float, float, float]:
+    """The median judge-step wall time over ``--repeat`` runs on ``--images`` images of ``side`` px,
+    and the client's and the server's CPU seconds per image (means over the runs)."""
     rows = make_inputs(work / f"in{side}", args.images, side)
     serving = {"serving": "qwen-vl", "engine": "openai", "base_url": url, "model": "Qwen/Qwen2.5-VL-7B-Instruct",
                "concurrency": args.concurrency}
     if args.max_pixels:
         serving["max_pixels"] = args.max_pixels
-    walls = []
+    expect_uploads(rows, side, serving, work / "expected.json")
+    walls, client_cpu, server_cpu = [], 0.0, 0.0
     for attempt in range(args.repeat):
         step = StepSpec("judge", dict(serving))
+        client0, server0 = cpu_seconds(), cpu_seconds(server_pid)
         judge = run_pipeline(PipelineSpec(steps=[step], input=rows, out=work / f"run{side}-{attempt}"))[-1]
+        client_cpu += cpu_seconds() - client0
+        server_cpu += cpu_seconds(server_pid) - server0
         assert judge.done == args.images and judge.failed == 0, judge
         walls.append(judge.seconds)
-    return sorted(walls)[len(walls) // 2]
+    runs = args.repeat * args.images
+    return sorted(walls)[len(walls) // 2], client_cpu / runs, server_cpu / runs
 
 
 def main() -> None:
@@ -109,10 +167,13 @@ def main() -> None:
     parser.add_argument("--max-pixels", type=int, default=1024 * 1024,
                         help="qwen-vl --max-pixels (0: the serving's default, 1280*28*28)")
     parser.add_argument("--repeat", type=int, default=3, help="runs to take the median of")
+    parser.add_argument("--full-parse", action="store_true",
+                        help="the server parses whole bodies (JSON with the base64 text) instead of skimming images")
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--expected", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        return serve(args.serve, args.latency)
+        return serve(args.serve, args.latency, args.expected, args.full_parse)
 
     import openai.resources.chat  # noqa: F401 - one-time import, not per-request work
     from pixmill.plugins import get_registry
@@ -120,21 +181,24 @@ def main() -> None:
     get_registry().names("servings")
     sides = [int(s) for s in args.sides.split(",")]
     work = Path(tempfile.mkdtemp(prefix="pixmill-bench-judge-"))
-    proc, url = start_server(args.latency)
+    proc, url = start_server(args.latency, work / "expected.json", args.full_parse)
     try:
-        walls = {side: run_side(url, work, side, args) for side in sides}
+        results = {side: run_side(url, work, side, args, proc.pid) for side in sides}
     finally:
         proc.terminate()
         proc.wait(5)
         shutil.rmtree(work, ignore_errors=True)
     ideal = math.ceil(args.images / args.concurrency) * args.latency
     ok = True
-    for side, wall in walls.items():
+    walls = {}
+    for side, (wall, client_cpu, server_cpu) in results.items():
+        walls[side] = wall
         ratio = wall / ideal
         ok = ok and ratio <= 2.0
         print(f"judge (qwen-vl, openai engine): {args.images} images of {side}px, concurrency {args.concurrency}, "
               f"latency {args.latency * 1000:.0f} ms: wall {wall:.2f}s (median of {args.repeat}), "
-              f"ideal {ideal:.2f}s, ratio {ratio:.2f}x")
+              f"ideal {ideal:.2f}s, ratio {ratio:.2f}x; CPU per image: client {client_cpu * 1000:.1f} ms, "
+              f"server {server_cpu * 1000:.1f} ms")
     if len(sides) > 1:
         small, large = walls[min(sides)], walls[max(sides)]
         print(f"{max(sides)}px / {min(sides)}px: {large / small:.2f}x (target <= 2x) "
