@@ -14,7 +14,6 @@ one core behind the GIL.
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import os
@@ -29,7 +28,7 @@ from typing import Any, Callable
 
 from ..image_files import ImageFile, pixels
 from ..options import Option
-from .media import to_data_url
+from .media import b64encode, to_data_url
 
 log = logging.getLogger("pixmill.http")
 
@@ -106,7 +105,7 @@ class Upload:
     def data_url_parts(self) -> tuple[bytes, bytes]:
         """The data URL as ``(b"data:<mime>;base64,", base64 bytes)``, copying nothing when the
         base64 is already made."""
-        return f"data:{self.mime};base64,".encode("ascii"), self.b64 or base64.b64encode(self.data)
+        return f"data:{self.mime};base64,".encode("ascii"), self.b64 or b64encode(self.data)
 
 
 def upload_options(default: str = "png", what: str = "images the provider cannot take as they are are "
@@ -135,7 +134,7 @@ def prepare_upload(image: Any, rule: UploadRule) -> Upload:
             where = f"image {image.path}" if isinstance(image, ImageFile) else "an image"
             raise ValueError(f"{where} cannot be prepared for upload: {exc}") from None
     if rule.data_url:  # only the base64 travels back from a worker process, not the bytes twice
-        return Upload(b"", mime, base64.b64encode(data))
+        return Upload(b"", mime, b64encode(data))
     return Upload(data, mime)
 
 
