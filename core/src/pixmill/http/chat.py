@@ -11,6 +11,7 @@ import re
 from typing import Any, Callable
 
 from ..serving import ChatRequest, ChatResponse
+from .body import RequestBody
 from .errors import RequestError
 from .media import to_data_url
 from .uploads import Upload, Uploader, UploadRule, prepare_upload
@@ -56,12 +57,12 @@ def _part(part: Any, uploader: Uploader | None, url_of: Callable[[Upload], Any])
 
 
 def chat_body(model: str, request: ChatRequest, json_mode: str = "json_object", top_logprobs: int = 5,
-              uploader: Uploader | None = None, extra_body: dict[str, Any] | None = None) -> bytes:
-    """The JSON bytes of one chat completion request, for :func:`post_chat`.
+              uploader: Uploader | None = None, extra_body: dict[str, Any] | None = None) -> RequestBody:
+    """The JSON body of one chat completion request, for :func:`post_chat`.
 
-    Build it in the calling thread, once per request (retries send the same bytes): images are
-    read and base64-encoded there, and their base64 bytes go into the body with a single copy,
-    never through a text form, so the event loop only moves ready bytes.
+    Build it in the calling thread, once per request (retries send the same body): images are
+    read and base64-encoded there, and their base64 bytes become pieces of the body as they are,
+    never copied into a text form or a joined buffer, so the event loop only sends ready bytes.
     """
     messages = _convert(request.messages, uploader, lambda upload: upload)  # spliced by json_body
     params = _params(request, json_mode, top_logprobs, messages)
@@ -82,14 +83,16 @@ def _params(request: ChatRequest, json_mode: str, top_logprobs: int, messages: l
     return params
 
 
-async def post_chat(client: Any, model: str, body: bytes, provenance: dict[str, Any] | None = None) -> ChatResponse:
+async def post_chat(client: Any, model: str, body: RequestBody, provenance: dict[str, Any] | None = None
+                    ) -> ChatResponse:
     """One chat completion with a text answer (use inside :meth:`RequestEngine.call`): post a
     body made by :func:`chat_body` and read the answer."""
     from openai.types.chat import ChatCompletion
 
-    # Posted as ready JSON bytes: the client's own encoder would re-scan every image's megabytes
+    # Posted as ready JSON pieces: the client's own encoder would re-scan every image's megabytes
     # of base64 character by character (see json_body).
-    completion = await client.post("/chat/completions", cast_to=ChatCompletion, content=body)
+    completion = await client.post("/chat/completions", cast_to=ChatCompletion, content=body,
+                                   options={"headers": body.headers()})
     choices = getattr(completion, "choices", None)
     if not choices:
         raise RequestError(f"the response has no choices (model {model})")
@@ -108,13 +111,14 @@ _SPLICE_MIN = 4096  # data URLs shorter than this are simply encoded
 _PLACEHOLDER = re.compile(rb"\\u0000pixmill-image-(\d+)\\u0000")
 
 
-def json_body(body: dict[str, Any]) -> bytes:
-    """The JSON bytes of a chat request body, with long ``data:`` URLs spliced in as they are.
+def json_body(body: dict[str, Any]) -> RequestBody:
+    """The JSON of a chat request body, with long ``data:`` URLs spliced in as they are.
 
     A base64 data URL is already valid JSON string content (no quote, backslash or control
     character), and a 1024 px image makes it megabytes long: encoding it with ``json`` costs tens of
-    milliseconds of a core, splicing it costs a copy. An image part's URL may also be an
-    :class:`~pixmill.http.uploads.Upload` (see :func:`chat_body`): its base64 bytes go in as they are.
+    milliseconds of a core. An image part's URL may also be an
+    :class:`~pixmill.http.uploads.Upload` (see :func:`chat_body`): its base64 bytes become a piece
+    of the body as they are.
     """
     urls: list[tuple[bytes, ...]] = []
 
@@ -133,11 +137,11 @@ def json_body(body: dict[str, Any]) -> bytes:
                 for m in body.get("messages", ())]
     data = json.dumps({**body, "messages": messages}, ensure_ascii=False, separators=(",", ":")).encode()
     if not urls:
-        return data
+        return RequestBody([data])
     pieces: list[bytes] = []
     for i, piece in enumerate(_PLACEHOLDER.split(data)):  # text, index, text, index, ..., text
         pieces.extend(urls[int(piece)] if i % 2 else (piece,))
-    return b"".join(pieces)
+    return RequestBody(pieces)
 
 
 def _text_of(content: Any) -> str:
