@@ -3,7 +3,7 @@
     python bench/bench_judge_openai.py                 # 256 images at 64 px, then at 1024 px
     python bench/bench_judge_openai.py --full-parse    # the server parses whole bodies (see below)
 
-The fake server (pixmill.testing.openai_server, started in its own process like a real endpoint)
+The fake server (pixmill_testing.openai_server, started in its own process like a real endpoint)
 answers every chat request after ``--latency`` seconds with a JSON judgment, as ``vllm serve`` would.
 The ideal wall time is ceil(images / concurrency) * latency. The figure is the whole judge step as
 ``pixmill run`` runs it (median of ``--repeat`` runs): reading rows, loading, reading and
@@ -40,11 +40,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer, RecordedRequest, image_fingerprint
+from pixmill_testing.openai_server import FakeOpenAIServer, RecordedRequest, image_fingerprint
 
 ROW = re.compile(r"a test image of (\d+)px, number (\d+)")
 ANSWER = '{"rationale": "on prompt", "prompt_alignment": 8, "visual_quality": 7, "overall": 7.5}'
@@ -97,11 +96,7 @@ def serve(port: int, latency: float, expected: Path, full_parse: bool) -> None:
 
     server = FakeOpenAIServer(latency=latency, chat_handler=judge, port=port, skim_images=not full_parse).start()
     print(f"listening on {server.base_url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 def base64_text(url: str | bytes) -> bytes:

@@ -50,7 +50,7 @@ class Server:
     def __init__(self, workdir: Path, name: str, latency: float, faults: dict[str, float] | None = None):
         self.port = free_port()
         self.log = workdir / f"{name}-requests.jsonl"
-        args = [PY, "-m", "pixmill.testing.openai_server", "--port", str(self.port), "--latency", str(latency),
+        args = [PY, "-m", "pixmill_testing.openai_server", "--port", str(self.port), "--latency", str(latency),
                 "--log", str(self.log), "--retry-after", "0.2", "--seed", "7"]
         for kind, rate in (faults or {}).items():
             args += ["--fault", f"{kind}={rate}"]

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 
 def _timed(fn) -> float:
@@ -54,7 +54,6 @@ def input_hash(root: Path) -> str:
 
 def export_checks(root: Path) -> str:
     import pixmill.file_roots as file_roots
-    import pixmill.gallery.run_view as run_view
     from PIL import Image
     from pixmill.exporting import export_dataset
 
@@ -70,15 +69,15 @@ def export_checks(root: Path) -> str:
     def export() -> None:
         export_dataset(root / "erun", root / "ds", "jsonl")
 
-    saved = run_view.check_image_file, file_roots.FileRoots.check
+    saved = file_roots.check_image_file, file_roots.FileRoots.check
 
     def unchecked_export() -> None:
-        run_view.check_image_file = lambda path, named=None: None
+        file_roots.check_image_file = lambda path, named=None: None
         file_roots.FileRoots.check = lambda self, path, named=None: Path(os.path.realpath(path))
         try:
             export()
         finally:
-            run_view.check_image_file, file_roots.FileRoots.check = saved
+            file_roots.check_image_file, file_roots.FileRoots.check = saved
 
     export()  # warm the page cache
     checked, unchecked = [], []

@@ -11,8 +11,9 @@ eager, so the quality cost of an option is visible next to its speed:
 - pixmill eager: the generate-images operator over the flux serving (seeds, provenance, PNGs)
 - pixmill batch 2 / 4: images per pipeline call
 - each speed option of the flux serving alone: --fuse-qkv, --channels-last-vae,
-  --first-block-cache 0.08
-- pixmill --compile (regional torch.compile), then --compile-mode max-autotune-no-cudagraphs
+  --first-block-cache 0.08, --attention-backend cudnn
+- pixmill --compile (regional torch.compile), then --compile-mode max-autotune-no-cudagraphs, then
+  --compile with every exact speed option (fused QKV, channels-last VAE, cuDNN attention)
 - --quantize fp8 (torchao) with --compile: CUDA GPUs of compute capability 8.9+ only
 
     python bench/flux_gpu.py                 # needs a CUDA GPU with ~40 GB free (H100/H200: ~15 min)
@@ -127,6 +128,8 @@ def undo_speed(pipe: Any, speed: dict[str, Any]) -> None:
         pipe.vae.to(memory_format=torch.contiguous_format)
     if speed.get("first_block_cache") is not None:
         transformer.disable_cache()
+    if speed.get("attention_backend"):
+        transformer.reset_attention_backend()
     if speed.get("compile"):
         for module in transformer.modules():  # drop the compiled wrappers; the weights are untouched
             if getattr(module, "_compiled_call_impl", None) is not None:
@@ -139,6 +142,7 @@ def time_pixmill(op: Any, prompts: list[str], batch: int, device: str, folder: P
     import numpy as np
     from PIL import Image
     from pixmill.context import StepContext
+    from pixmill.fields import GENERATED_IMAGES
 
     ctx = StepContext(run_dir=folder, step_dir=folder / f"b{batch}-{time.monotonic_ns()}", input_dir=folder)
     rows = [{"id": str(i), "prompt": p} for i, p in enumerate(prompts)]
@@ -148,7 +152,7 @@ def time_pixmill(op: Any, prompts: list[str], batch: int, device: str, folder: P
     for start in range(0, len(rows), batch):
         outcomes = op.process(rows[start:start + batch], ctx)
         assert all(isinstance(o, dict) for o in outcomes), outcomes
-        first = first or outcomes[0]["image"]
+        first = first or outcomes[0][GENERATED_IMAGES][0]
     sync(device)
     seconds = (time.perf_counter() - started) / len(rows)
     with Image.open(folder / first) as im:
@@ -163,8 +167,10 @@ VARIANTS: dict[str, tuple[int, dict[str, Any]]] = {
     "fuse-qkv": (1, {"fuse_qkv": True}),
     "channels-last-vae": (1, {"channels_last_vae": True}),
     "first-block-cache": (1, {"first_block_cache": 0.08}),
+    "cudnn-attention": (1, {"attention_backend": "cudnn"}),
     "compile": (1, {"compile": True}),
     "compile-max-autotune": (1, {"compile": True, "compile_mode": "max-autotune-no-cudagraphs"}),
+    "compile-all": (1, {"compile": True, "fuse_qkv": True, "channels_last_vae": True, "attention_backend": "cudnn"}),
     "fp8": (1, {"quantize": "fp8", "compile": True}),  # last: quantized weights stay quantized
 }
 
@@ -237,20 +243,36 @@ def main() -> None:
             if speed.get("quantize") and fp8_ready(device):
                 print(f"{'pixmill ' + name:<30} {'skipped: ' + fp8_ready(device)}", flush=True)
                 continue
-            op = pixmill_operator(pipe, size, steps, device, dtype, batch, **speed)
-            started = time.perf_counter()
-            time_pixmill(op, prompts[:batch], batch, device, folder)  # warm-up at this shape (compiles)
-            warm = time.perf_counter() - started
-            reset_peak()
-            seconds, pixels = time_pixmill(op, prompts, batch, device, folder)
+            try:
+                seconds, pixels, warm = run_variant(pipe, prompts, size, steps, device, dtype, batch, speed, folder,
+                                                    reset_peak)
+            except Exception as exc:  # one variant's failure (a missing kernel, out of memory) spares the rest
+                print(f"{'pixmill ' + name:<30} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                      flush=True)
+                undo_speed(pipe, speed)
+                continue
             if eager_pixels is None:  # the first variant (eager, unless --only skips it) is the reference
                 eager_pixels = pixels
             diff = float(abs(pixels - eager_pixels).mean())
-            note = f"   (warm-up {warm:.0f}s)" if speed.get("compile") else ""
+            note = f"   (warm-up {warm:.0f}s)" if warm else ""
             print(f"{'pixmill ' + name:<30} {seconds:8.3f} {seconds / plain:8.2f} {peak()} {diff:11.2f}{note}",
                   flush=True)
             undo_speed(pipe, speed)
 
+
+def run_variant(pipe: Any, prompts: list[str], size: int, steps: int, device: str, dtype: str, batch: int,
+                speed: dict[str, Any], folder: Path, reset_peak: Any) -> tuple[float, Any, float]:
+    """Seconds per image, the first image's pixels, and the warm-up seconds (compiled variants only:
+    the others run on kernels that plain diffusers already warmed)."""
+    op = pixmill_operator(pipe, size, steps, device, dtype, batch, **speed)
+    warm = 0.0
+    if speed.get("compile"):
+        started = time.perf_counter()
+        time_pixmill(op, prompts[:batch], batch, device, folder)  # compiles at this shape
+        warm = time.perf_counter() - started
+    reset_peak()
+    seconds, pixels = time_pixmill(op, prompts, batch, device, folder)
+    return seconds, pixels, warm
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,14 @@ def run(model: Path, inp: Path, out: Path, batch: int, executor: str, executor_o
     return last.seconds
 
 
+def _image_names(run_dir: Path) -> list[str]:
+    """The file names of the images step 1 of a run made, read through the run reader."""
+    from pixmill import Run
+
+    run = Run(run_dir)
+    return sorted(p.name for row in run.rows(1) for p in run.images(row) if p is not None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=256)
@@ -61,8 +69,7 @@ def main() -> None:
                          {"replicas": 2, "cpus_per_replica": 1}, "cpu")
         finally:
             ray.shutdown()
-        same = sorted(p.name for p in (root / "pool").glob("01-*/images/*.png")) == \
-            sorted(p.name for p in (root / "ray").glob("01-*/images/*.png"))
+        same = _image_names(root / "pool") == _image_names(root / "ray")
     print(f"device pool, 2 CPU workers: {pool:.2f} s for {args.prompts} images")
     print(f"ray, 2 CPU replicas:        {on_ray:.2f} s (starting Ray: {ray_start:.1f} s, once per run)")
     print(f"same image files: {same}")

@@ -19,9 +19,11 @@ BENCHES = [
     ["bench_chain.py", "--rows", "1000000", "--store", "parquet"],
     ["bench_generate_overhead.py", "--prompts", "256"],
     ["bench_controlnet_overhead.py", "--prompts", "32"],
+    ["bench_control_image.py", "--images", "32", "--rounds", "2"],
     ["bench_openai.py"],
     ["bench_judge_openai.py"],
     ["bench_gallery.py", "--rows", "5000", "--size", "512"],
+    ["bench_run_reader.py", "--rows", "100000"],
     ["bench_local_batching.py", "--prompts", "32", "--rounds", "1"],
     # a quick pass; the documented figures use the defaults (100k-image hashing, 1M-row index)
     ["bench_curation.py", "--images", "1000", "--codes", "200000", "--stats-images", "200", "--nsfw-images", "32"],

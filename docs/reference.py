@@ -29,7 +29,8 @@ def options_table(options: Any) -> list[str]:
     for opt in options:
         extra = f" One of: {', '.join(f'`{c}`' for c in opt.choices)}." if opt.choices else ""
         required = " Required." if opt.required else ""
-        text = (opt.help + required + extra).replace("|", "\\|").replace("\n", " ")
+        when = f"With `{opt.when}`: " if opt.when else ""
+        text = (when + opt.help + required + extra).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| `{opt.flag}` | {opt.type.__name__} | {_default(opt)} | {'yes' if opt.in_key else 'no'} | {text} |")
     return [*lines, ""]
 

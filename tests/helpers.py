@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+# The harness's own readers and writers (pixmill-testing), shared by this suite's modules.
+from pixmill_testing import read_jsonl, step_rows, write_jsonl  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 PIXMILL = [sys.executable, "-m", "pixmill"]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def step_rows(run_dir: Path, step: int = -1) -> list[dict]:
-    """The rows of one step of a run, in order, read through :class:`pixmill.Run`."""
-    from pixmill import Run
-
-    return list(Run(run_dir).rows(step=step))
 
 
 def make_plugin(root: Path, dist: str, module: str, source: str, entry_name: str | None = None) -> Path:

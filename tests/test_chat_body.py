@@ -15,7 +15,7 @@ from pixmill.http.chat import chat_body, post_chat
 from pixmill.http.uploads import Uploader, UploadRule
 from pixmill.image_files import probe_image
 from pixmill.serving import ChatRequest
-from pixmill.testing.openai_server import FakeOpenAIServer, image_fingerprint
+from pixmill_testing.openai_server import FakeOpenAIServer, image_fingerprint
 
 pytest.importorskip("openai")
 

@@ -114,3 +114,29 @@ def test_operators_read_only_allowed_files(tmp_path):
             ctx.readable(named)
     allowed = StepContext(run_dir=run, step_dir=run / "01-x", input_dir=data, allowed_roots=(str(outside),))
     assert allowed.readable("link.png") == (outside / "a.png").resolve()
+
+
+def test_one_image_opener_one_error_naming_row_field_file_and_fix(tmp_path):
+    from pixmill.errors import RowError
+    from pixmill.image_files import ImageError, ImageFile, open_row_image
+
+    run, data, outside = tmp_path / "run", tmp_path / "data", tmp_path / "elsewhere"
+    for folder in (run, data, outside):
+        folder.mkdir()
+    Image.new("RGB", (8, 6), "red").save(data / "ok.png")
+    (data / "broken.png").write_bytes(b"not an image")
+    Image.new("RGB", (4, 4)).save(outside / "far.png")
+    ctx = StepContext(run_dir=run, step_dir=run / "01-x", input_dir=data)
+    row = {"id": "r7", "images": ["ok.png"]}
+    assert open_row_image(ctx, "ok.png", "images", row=row, mode="L").mode == "L"
+    as_file = open_row_image(ctx, "ok.png", "images", row=row, as_file=True)
+    assert isinstance(as_file, ImageFile) and as_file.size == (8, 6)
+    assert open_row_image(ctx, "ok.png", "images", read=lambda p: p.stat().st_size) > 0
+    cases = {"missing.png": "not found", "broken.png": "cannot be read", str(outside / "far.png"): "--allow-root"}
+    for named, what in cases.items():
+        with pytest.raises(ImageError) as err:
+            open_row_image(ctx, named, "images", row=row)
+        message = str(err.value)
+        assert isinstance(err.value, RowError) and isinstance(err.value, ValueError)
+        assert message.startswith("row r7: ") and "'images'" in message and what in message
+        assert "\n" not in message and (named in message or "far.png" in message)

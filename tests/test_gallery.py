@@ -111,15 +111,14 @@ def example_run(tmp_path: Path, example: str, input_file: str, out_key: str, n: 
 
 def expected_statuses(run: Path) -> dict[str, str]:
     """What every row of the run is, from the run folder: the gallery must show exactly these."""
-    steps = [s.folder for s in Run(run).steps]
-    status = {str(r["id"]): "ok" for r in steps[-1].iter_rows()}
+    steps = Run(run).steps
+    status = {str(r["id"]): "ok" for r in steps[-1].rows()}
     for step in steps:
-        for rid in step.load_state().failed:
-            status[rid] = "failed"
+        for failure in step.failures():
+            status[failure["id"]] = "failed"
     for step in steps[1:]:
-        state = step.load_state()
-        kept = {str(r["id"]) for r in step.iter_rows()}
-        for rid in state.done - kept:
+        kept = {str(r["id"]) for r in step.rows()}
+        for rid in step.state.done - kept:
             status[rid] = "filtered"
     return status
 

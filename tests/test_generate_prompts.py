@@ -8,11 +8,11 @@ import re
 
 import pytest
 from helpers import step_rows
-from pixmill import get_operator, get_serving
+from pixmill import Run, get_operator, get_serving
 from pixmill.errors import ConfigError
 from pixmill.ops.prompts import GeneratePrompts, clean_item, normalize, parse_items
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 pytest.importorskip("pixmill_openai", reason="the openai-llm serving comes from pixmill-openai")
 
@@ -181,7 +181,7 @@ def test_unusable_answers_fail_the_row_with_the_reason(tmp_path):
     with FakeOpenAIServer(chat_handler=lambda rec: "I'd rather write a poem.") as srv:
         result, out = run(tmp_path, srv, [{"topic": "x"}], categories="art", num_prompts=2, max_rounds=2)
     assert result.failed == 1 and out == []
-    failed = [json.loads(line) for line in (sorted((tmp_path / "run").glob("01-*"))[0] / "failed.jsonl").read_text().splitlines()]
+    failed = Run(tmp_path / "run").step(1).failures()
     assert "no valid item" in failed[0]["reason"] and "poem" in failed[0]["reason"]
     assert len(srv.requests) == 2  # asked max_rounds times, then gave up
 
@@ -191,8 +191,7 @@ def test_llm_errors_fail_only_that_row(tmp_path, server):
     result, out = run(tmp_path, server, [{"topic": "forbidden topic"}, {"topic": "gardens"}], num_prompts=3,
                       categories="scenes")
     assert result.done == 1 and result.failed == 1 and len(out) == 3
-    failed_file = sorted((tmp_path / "run").glob("01-*"))[0] / "failed.jsonl"
-    reason = json.loads(failed_file.read_text().splitlines()[0])["reason"]
+    reason = Run(tmp_path / "run").step(1).failures()[0]["reason"]
     assert "HTTP 400" in reason and "safety system" in reason
 
 

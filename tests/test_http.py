@@ -10,7 +10,7 @@ import pytest
 from pixmill.errors import ConfigError
 from pixmill.http import RequestEngine, RequestError, make_client, normalize_base_url
 from pixmill.http.errors import describe, is_transient, retry_after
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 pytest.importorskip("openai")
 

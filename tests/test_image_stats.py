@@ -7,8 +7,8 @@ from pathlib import Path
 
 from helpers import read_jsonl, step_rows, write_jsonl
 from PIL import Image, ImageDraw, ImageFilter
-from pixmill.gallery.run_view import FILTERED, RunView
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
+from pixmill.run import FILTERED, Run
 
 
 def _checker(size: int) -> Image.Image:
@@ -66,6 +66,6 @@ def test_drop_blank_records_why_and_the_gallery_shows_it(tmp_path):
     assert [r["image"] for r in out] == ["ok.png"]
     dropped = read_jsonl(folder / "dropped.jsonl")
     assert dropped[0]["id"] == "1" and "near-blank" in dropped[0]["reason"]
-    view_rows = [r for r in RunView(tmp_path / "run").iter_all() if r.status == FILTERED]
+    view_rows = [r for r in Run(tmp_path / "run").statuses() if r.status == FILTERED]
     assert [r.row["image"] for r in view_rows] == ["white.png"]
     assert "near-blank" in view_rows[0].reason and view_rows[0].row["blank"] is True

@@ -20,7 +20,7 @@ from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 from pixmill.plugins import get_registry
 from pixmill.rubrics import BUILTIN_RUBRICS, load_rubric, parse_rubric
 from pixmill.rubrics.parse import JudgmentError, find_json_object, parse_judgment
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 T2I = load_rubric("t2i")
 

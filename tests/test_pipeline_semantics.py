@@ -19,7 +19,7 @@ from pixmill.builtins.jsonl_store import JsonlStore
 from pixmill.builtins.local_executor import LocalExecutor
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 from pixmill.runner import Runner
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 EXAMPLES = REPO / "example_data"
 

@@ -1,4 +1,4 @@
-"""The store contract (pixmill.testing) against the JSONL and Parquet stores, plus Parquet specifics."""
+"""The store contract (pixmill_testing) against the JSONL and Parquet stores, plus Parquet specifics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from pixmill.builtins.jsonl_store import JsonlStore
-from pixmill.testing import LineStoreContract, StoreContract
+from pixmill_testing import LineStoreContract, StoreContract
 
 try:
     import pyarrow as pa
@@ -211,7 +211,7 @@ def test_random_rows_roundtrip_exactly(tmp_path: Path, seed: int) -> None:
     """Rows of random shapes and types, in parts and in a stream of small row groups."""
     import random
 
-    from pixmill.testing.store_contract import assert_rows_equal
+    from pixmill_testing.store_contract import assert_rows_equal
 
     class SmallGroups(ParquetStore):
         row_group_size = 7

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .file_roots import resolve_row_path, run_roots
 from .rows import derive_seed, file_stem
 
 
@@ -37,21 +38,14 @@ class StepContext:
     def resolve(self, path: str) -> Path:
         """Absolute path of an image named in a row: absolute, else relative to the run folder
         (generated files), the input file's folder, or the working directory (DataFlow-MM inputs
-        name files relative to where the pipeline runs), first that exists."""
-        p = Path(path).expanduser()
-        if p.is_absolute():
-            return p
-        for base in (self.run_dir, self.input_dir, Path.cwd()):
-            if (base / p).exists():
-                return base / p
-        return self.input_dir / p
+        name files relative to where the pipeline runs), first that exists (see
+        :func:`pixmill.file_roots.resolve_row_path`)."""
+        return resolve_row_path(path, self.run_dir, self.input_dir)
 
     def readable(self, path: str) -> Path:
         """:meth:`resolve`, then the roots rule (:mod:`pixmill.file_roots`): the absolute path of a
         file a row names that may be read, or :class:`~pixmill.file_roots.OutsideRoots` (a
         ``ValueError``: the row fails). Operators that read or upload a row's files use this."""
-        from .file_roots import run_roots
-
         return run_roots(self.run_dir, self.input_dir, self.allowed_roots).check(self.resolve(path), named=path)
 
     def image_path(self, row_id: str, index: int = 0, suffix: str = ".png", tag: str = "") -> tuple[Path, str]:

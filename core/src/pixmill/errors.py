@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import errno
+import logging
+import traceback
+
+log = logging.getLogger("pixmill.errors")
 
 
 class PixmillError(Exception):
@@ -32,6 +36,25 @@ class RowError(Exception):
     Unlike other exceptions it never triggers the runner's "retry rows one by one" isolation,
     because the operator already knows which row is at fault.
     """
+
+
+REASON_LIMIT = 2000  # characters of a failure reason kept in failed.jsonl
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The reason recorded for a row that failed with ``exc`` (every operator and executor uses it).
+
+    A :class:`RowError` or :class:`PixmillError` is already written for people (the row, the file,
+    the fix): its message is the reason. Any other exception is unexpected, so the reason names its
+    type with the first line of its message (``ValueError: cannot decode image``), and the
+    traceback goes to the debug log. At most :data:`REASON_LIMIT` characters.
+    """
+    if isinstance(exc, (RowError, PixmillError)):
+        return str(exc)[:REASON_LIMIT]
+    lines = str(exc).strip().splitlines()
+    reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    log.debug("row failure traceback:\n%s", "".join(traceback.format_exception(exc)))
+    return reason[:REASON_LIMIT]
 
 
 # errno values that describe the machine, not the row: disk full or over quota, a read-only or

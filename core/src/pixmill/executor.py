@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Iterator
 
 from .context import StepContext
-from .errors import RowError, environment_fault, is_environment_error
+from .errors import environment_fault, failure_reason, is_environment_error
 from .operator import Failed, Operator, Outcome
 from .options import Option
 
@@ -94,17 +93,9 @@ def run_batch(operator: Operator, rows: Batch, ctx: StepContext) -> list[Outcome
     except Exception as exc:  # noqa: BLE001 - any error becomes a recorded row failure
         if is_environment_error(exc):
             raise environment_fault(exc, f"step {ctx.step_name or operator.name}") from exc
+        reason = failure_reason(exc)
         if len(rows) == 1:
-            return [Failed(_reason(exc))]
-        log.warning("batch of %d rows failed (%s); retrying rows one by one", len(rows), _reason(exc))
+            return [Failed(reason)]
+        log.warning("batch of %d rows failed (%s); retrying rows one by one", len(rows), reason)
         return [run_batch(operator, [row], ctx)[0] for row in rows]
 
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, RowError):
-        return str(exc)
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    log.debug("row failure traceback:\n%s", "".join(traceback.format_exception(exc)))
-    return reason[:2000]

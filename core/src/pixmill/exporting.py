@@ -28,8 +28,9 @@ from typing import Any, Iterable, Iterator
 
 from . import __version__
 from .errors import ConfigError, PixmillError
-from .gallery.run_view import RunView, image_paths
+from .fields import image_paths, scores_of
 from .plugins import get_registry
+from .run import Run, RunStep
 
 log = logging.getLogger("pixmill.export")
 
@@ -66,14 +67,14 @@ class _Scan:
     subscores: dict[str, list[float]] = field(default_factory=dict)
     models: Counter = field(default_factory=Counter)
 
-    def feed(self, rows: Iterable[dict], view: RunView) -> Iterator[dict]:
+    def feed(self, rows: Iterable[dict], score_key: str) -> Iterator[dict]:
         for row in rows:
             self.rows += 1
             for key, value in row.items():
                 self.keys.setdefault(key)
                 self.types.setdefault(key, Counter())[_type_name(value)] += 1
                 _collect_models(key, value, self.models)
-            overall, subs, _ = view.scores_of(row)
+            overall, subs, _ = scores_of(row, score_key)
             if overall is not None:
                 self.scores.append(overall)
             for k, v in subs.items():
@@ -131,20 +132,21 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         raise ConfigError(f"export format {fmt} writes Parquet, and no installed plugin provides a parquet store",
                           "pip install pixmill-parquet")
     store = registry.get_store(store_name)()
-    view = RunView(run_dir, image_keys=image_keys, score_key=score_key, allow_roots=allow_roots, step=step)
-    status = check_exportable(view, step, partial)
+    run = Run(run_dir, allow_roots=allow_roots)
+    last = run.step(-1 if step is None else step)
+    status = check_exportable(run, last, step, partial)
     scan = _Scan()
-    columns = view.detect_image_columns(scan.feed(view.output_rows(), view))
+    columns = run.image_columns(scan.feed(last.rows(), score_key), image_keys)
     if scan.rows == 0:
-        raise PixmillError(f"run {view.run_dir}: its last step ({view.last.name}) has no rows to export",
+        raise PixmillError(f"run {run.path}: its last step ({last.name}) has no rows to export",
                            "check `pixmill status RUN`: rows may all have failed or been filtered out")
     remove_stale_temps(to)
     stage = to.with_name(f".{to.name}.{os.getpid()}.tmp")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     try:
-        images = _ImageFiles(view, stage)
-        rows = (images.rewrite(row, columns, scan.keys, embed=fmt == "hf") for row in view.output_rows())
+        images = _ImageFiles(run, stage)
+        rows = (images.rewrite(row, columns, scan.keys, embed=fmt == "hf") for row in last.rows())
         if fmt == "hf":
             files = _write_shards(store, stage / "data", split, rows, columns, shard_rows, max_shard_bytes)
         else:
@@ -152,15 +154,15 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
             store.write_file(files[0], rows)
         data_glob = "data/*.parquet" if fmt == "hf" else files[0].name
         (stage / "README.md").write_text(
-            dataset_card(view, scan, columns, fmt=fmt, split=split, data_glob=data_glob,
+            dataset_card(run, last, scan, columns, fmt=fmt, split=split, data_glob=data_glob, score_key=score_key,
                          images=images.count, missing=len(images.missing), refused=len(images.refused),
                          status=status), encoding="utf-8")
-        if (view.run_dir / "pipeline.yaml").is_file():
-            shutil.copyfile(view.run_dir / "pipeline.yaml", stage / "pipeline.yaml")
-        info = {"pixmill": __version__, "format": fmt, "run": str(view.run_dir.resolve()), "rows": scan.rows,
+        if (run.path / "pipeline.yaml").is_file():
+            shutil.copyfile(run.path / "pipeline.yaml", stage / "pipeline.yaml")
+        info = {"pixmill": __version__, "format": fmt, "run": str(run.path.resolve()), "rows": scan.rows,
                 "images": images.count, "missing_images": len(images.missing),
                 "refused_images": len(images.refused), "image_columns": columns,
-                "step": view.last.name, "partial": status is not None, "incomplete": status,
+                "step": last.name, "partial": status is not None, "incomplete": status,
                 "files": [f.relative_to(stage).as_posix() for f in files],
                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (stage / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -176,18 +178,19 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
                         images.missing, columns, images.refused, status)
 
 
-def check_exportable(view: RunView, step: str | None, partial: bool) -> str | None:
-    """Refuse to present a run that did not finish as a dataset. Returns None for a finished run,
-    else the note (for the card and ``export.json``) saying what is exported instead."""
-    if view.incomplete is None:
+def check_exportable(run: Run, last: RunStep, step: str | None, partial: bool) -> str | None:
+    """Refuse to present a run that did not finish as a dataset (``last``: the step exported,
+    ``step``: the name the user gave it, if any). Returns None for a finished run, else the note
+    (for the card and ``export.json``) saying what is exported instead."""
+    if run.incomplete is None:
         return None
-    if step is not None and view.last.info.get("complete"):
-        return f"step {view.last.name} of a run that did not finish ({view.incomplete})"
+    if step is not None and last.complete:
+        return f"step {last.name} of a run that did not finish ({run.incomplete})"
     if not partial:
-        raise PixmillError(f"run {view.run_dir} did not finish: {view.incomplete}",
+        raise PixmillError(f"run {run.path} did not finish: {run.incomplete}",
                            "rerun the same `pixmill run` command to finish it, or pass --partial (or --step "
                            "NAME for a finished step) to export what is there, marked as partial")
-    return f"partial: {view.incomplete}; these are the rows step {view.last.name} had committed"
+    return f"partial: {run.incomplete}; these are the rows step {last.name} had committed"
 
 
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -261,8 +264,8 @@ class _ImageFiles:
     """Turns a row's image values into exported ones: paths into ``images/`` (copying each file
     once) or, for ``hf``, ``{"bytes", "path"}`` structs. Missing files become null."""
 
-    def __init__(self, view: RunView, stage: Path):
-        self.view = view
+    def __init__(self, run: Run, stage: Path):
+        self.files = run.files
         self.stage = stage
         self.copied: dict[Path, str] = {}
         self.count = 0
@@ -284,9 +287,9 @@ class _ImageFiles:
         return out
 
     def _one(self, row: dict, path: str, embed: bool) -> Any:
-        found = self.view.resolver.resolve(path)
+        found = self.files.find(path)
         if found is None:
-            reason = self.view.resolver.refused.get(path)
+            reason = self.files.refused.get(path)
             if reason is not None:
                 self.refused.append((str(row.get("id")), path, reason))
             else:
@@ -306,8 +309,7 @@ class _ImageFiles:
     def _dest(self, found: Path) -> str:
         """``images/<run-relative path>`` for generated files, ``images/input/<path>`` for input
         files: readable, and unique because the sources are."""
-        resolver = self.view.resolver
-        for base, prefix in ((resolver.run_dir, "images/"), (resolver.input_dir, "images/input/")):
+        for base, prefix in ((self.files.run_dir, "images/"), (self.files.input_dir, "images/input/")):
             try:
                 return prefix + found.relative_to(base).as_posix()
             except ValueError:
@@ -366,21 +368,23 @@ def _write_shards(store: Any, folder: Path, split: str, rows: Iterator[dict], co
 
 
 # -- dataset card -------------------------------------------------------------------------------
-def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: str, split: str, data_glob: str,
-                 images: int, missing: int, refused: int = 0, status: str | None = None) -> str:
+def dataset_card(run: Run, last: RunStep, scan: _Scan, columns: dict[str, bool], *, fmt: str, split: str,
+                 data_glob: str, images: int, missing: int, refused: int = 0, status: str | None = None,
+                 score_key: str = "scores") -> str:
     """README.md for the exported folder: the Hub's YAML header, then what a user needs to judge
     and reproduce the dataset."""
     import yaml
 
-    name = view.run_dir.resolve().name
+    name = run.path.resolve().name
+    manifest = run.manifest
     header = {"configs": [{"config_name": "default", "data_files": [{"split": split, "path": data_glob}]}],
               "tags": ["pixmill", "synthetic"], "size_categories": [_size_category(scan.rows)]}
     if columns:
-        has_input = any(not g for g in _generated_columns(view, columns).values())
+        has_input = any(not g for g in _generated_columns(run, last, columns).values())
         header["task_categories"] = ["image-to-image" if has_input else "text-to-image"]
     out = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "", f"# {name}", "",
-           f"Synthetic image dataset made with pixmill {view.manifest.get('pixmill', __version__)}"
-           f"{' on ' + str(view.manifest['created']) if view.manifest.get('created') else ''}: "
+           f"Synthetic image dataset made with pixmill {manifest.get('pixmill', __version__)}"
+           f"{' on ' + str(manifest['created']) if manifest.get('created') else ''}: "
            f"{scan.rows:,} rows, {images:,} images" + (f" ({missing:,} image files were missing and are null)"
                                                        if missing else "")
            + (f" ({refused:,} files were refused, outside the run's folders or not images, and are null)"
@@ -401,7 +405,7 @@ def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: s
     for key in scan.keys:
         out.append(f"| `{key}` | {_column_type(key, scan, columns, fmt)} | {_column_note(key, scan)} |")
     out += ["", "## Models", ""]
-    models = _step_models(view)
+    models = _step_models(manifest)
     if models:
         out += ["| step | serving | model |", "| --- | --- | --- |"] + [f"| {s} | {sv} | {m} |" for s, sv, m in models]
     if scan.models:
@@ -412,17 +416,17 @@ def dataset_card(view: RunView, scan: _Scan, columns: dict[str, bool], *, fmt: s
         out.append("No model steps (a model-free pipeline).")
     out += ["", "## Generation parameters", "", "The pipeline, step by step (`pipeline.yaml` in this folder reruns it"
             " with `pixmill run pipeline.yaml`):", "", "```yaml",
-            yaml.safe_dump([_step_params(s) for s in view.manifest.get("steps", [])], sort_keys=False,
-                           allow_unicode=True).rstrip(), "```", "", f"Run seed: {view.manifest.get('seed', 0)}.", "",
+            yaml.safe_dump([_step_params(s) for s in manifest.get("steps", [])], sort_keys=False,
+                           allow_unicode=True).rstrip(), "```", "", f"Run seed: {manifest.get('seed', 0)}.", "",
             "## Counts", "", "| step | done | failed | filtered out | output rows | seconds |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for s in view.step_summaries():
+    for s in run.summaries(last):
         out.append(f"| {s.folder} | {s.done:,} | {s.failed:,} | {s.filtered:,} | {s.rows:,} | "
                    f"{'' if s.seconds is None else f'{s.seconds:.1f}'} |")
-    what = "the last step's output" if view.last.name == view.all_steps[-1].name and status is None else \
-        f"the output of step {view.last.name}"
+    what = "the last step's output" if last.name == run.steps[-1].name and status is None else \
+        f"the output of step {last.name}"
     out += ["", f"Exported: {scan.rows:,} rows ({what}).", "", "## Score distribution", ""]
-    out += _score_section(scan, view.score_key)
+    out += _score_section(scan, score_key)
     return "\n".join(out) + "\n"
 
 
@@ -433,18 +437,16 @@ def _size_category(n: int) -> str:
     return "n>1M"
 
 
-def _generated_columns(view: RunView, columns: dict[str, bool]) -> dict[str, bool]:
+def _generated_columns(run: Run, last: RunStep, columns: dict[str, bool]) -> dict[str, bool]:
     """Per image column: whether its first image was made by the run (else it came with the input)."""
     found: dict[str, bool] = {}
-    for row in view.output_rows():
+    for row in last.rows():
         for key in columns:
             if key in found:
                 continue
-            for p in image_paths(row.get(key)) or ():
-                path = view.resolver.resolve(p)
-                if path is not None:
-                    found[key] = view.resolver.is_generated(path)
-                    break
+            path = next((p for p in run.images(row, key) if p is not None), None)
+            if path is not None:
+                found[key] = run.files.is_generated(path)
         if len(found) == len(columns):
             break
     return found
@@ -465,9 +467,9 @@ def _column_note(key: str, scan: _Scan) -> str:
     return f"{scan.rows - nulls:,} set" + (f", {nulls:,} null" if nulls else "")
 
 
-def _step_models(view: RunView) -> list[tuple[str, str, str]]:
+def _step_models(manifest: dict) -> list[tuple[str, str, str]]:
     out = []
-    for step in view.manifest.get("steps", []):
+    for step in manifest.get("steps", []):
         serving = step.get("serving")
         if isinstance(serving, dict):
             opts = serving.get("options") or {}

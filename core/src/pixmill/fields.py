@@ -16,6 +16,10 @@ formats run with no key options and a generate -> edit -> judge chain works with
   one per ControlNet; the ``control-image`` operator writes it.
 - **reference images** (what an IP-Adapter takes style or subject from): ``reference_images``.
 - **provenance** of the images in ``<field>`` lives in ``<field>_meta``.
+- **image values**: a path (``.png``, ``.jpg``, ``.jpeg``, ``.webp``), a list of paths, or
+  ``{"path": ...}`` structs (:func:`image_paths`); ``""`` is a placeholder for an image still to make.
+- **scores** (what the judge writes, the gallery and the export card show): ``scores``, a dict with
+  ``overall``, numeric sub-scores and a ``rationale``, or a bare number (:func:`scores_of`).
 
 An operator option set explicitly (``--input-key``, ``--image-key``...) always wins over the rule.
 """
@@ -35,6 +39,8 @@ RESULT_IMAGE_FIELDS = ("edited_images", "images", "image")
 # Text shown as a row's prompt in the gallery and the export card (edits: the instruction first).
 DISPLAY_TEXT_FIELDS = ("instruction", "edit_instruction", "prompt", "conversations", "caption", "text", "question")
 META_SUFFIX = "_meta"
+SCORES = "scores"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def meta_field(field: str) -> str:
@@ -63,3 +69,39 @@ def first_present(row: dict, candidates: Iterable[str]) -> str | None:
 def result_image_field(row: dict) -> str | None:
     """The field holding a row's newest images (``edited_images``, else ``images``, else ``image``)."""
     return first_present(row, RESULT_IMAGE_FIELDS)
+
+
+def image_paths(value: Any) -> list[str] | None:
+    """The image paths ``value`` holds, if it looks like an image field's value, else None.
+
+    One path, a list of paths, or ``{"path": ...}`` structs; ``""`` placeholders (DataFlow-MM
+    inputs name images still to be made that way) count as no image.
+    """
+    if isinstance(value, str):
+        return [value] if value.lower().endswith(IMAGE_SUFFIXES) else ([] if value == "" else None)
+    if isinstance(value, dict):
+        path = value.get("path")
+        return [path] if isinstance(path, str) and path.lower().endswith(IMAGE_SUFFIXES) else None
+    if isinstance(value, (list, tuple)):
+        out: list[str] = []
+        for item in value:
+            paths = image_paths(item)
+            if paths is None or isinstance(item, (list, tuple)):
+                return None
+            out.extend(paths)
+        return out
+    return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def scores_of(row: dict, key: str = SCORES) -> tuple[float | None, dict[str, float], str]:
+    """(overall, numeric sub-scores, rationale) of the score field ``key`` (a dict, or a number)."""
+    value = row.get(key)
+    if not isinstance(value, dict):
+        return _number(value), {}, ""
+    subs = {k: float(v) for k, v in value.items() if k != "overall" and _number(v) is not None}
+    rationale = value.get("rationale")
+    return _number(value.get("overall")), subs, rationale if isinstance(rationale, str) else ""

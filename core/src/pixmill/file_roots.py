@@ -67,6 +67,63 @@ def run_roots(run_dir: Path, input_dir: Path, extra: Iterable[Path | str] = ()) 
     return FileRoots([run_dir, input_dir, *extra])
 
 
+def resolve_row_path(path: str, run_dir: Path, input_dir: Path) -> Path:
+    """The file a path in a row names: absolute, else relative to the run folder (generated
+    files), the input file's folder, or the working directory (DataFlow-MM inputs name files
+    relative to where the pipeline runs), the first that exists; else the input folder's."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    for base in (run_dir, input_dir, Path.cwd()):
+        if (base / p).exists():
+            return base / p
+    return input_dir / p
+
+
+class RunFiles:
+    """The image files a run's rows name, as the run reader, the gallery and the export see them:
+    the path rule of :func:`resolve_row_path` (what :meth:`pixmill.StepContext.resolve` uses), then
+    the roots rule and the image check. Results are cached: a run names the same input image many
+    times.
+
+    A file outside the allowed roots (symlinks resolved) or that is not an image is refused:
+    :meth:`find` gives None and :attr:`refused` holds the reason, so it is never copied into an
+    export or linked from a gallery."""
+
+    def __init__(self, run_dir: Path, input_dir: Path, allow_roots: Iterable[Path | str] = ()):
+        self.run_dir = Path(run_dir).resolve()
+        self.input_dir = Path(input_dir).resolve()
+        self.roots = run_roots(self.run_dir, self.input_dir, allow_roots)
+        self.refused: dict[str, str] = {}  # path as the row names it -> why it is not read
+        self._cache: dict[str, Path | None] = {}
+
+    def find(self, path: str) -> Path | None:
+        """The existing, allowed image file ``path`` names (symlinks resolved), or None."""
+        try:
+            return self._cache[path]
+        except KeyError:
+            pass
+        candidate = resolve_row_path(path, self.run_dir, self.input_dir)
+        found = None
+        if candidate.is_file():
+            try:
+                found = self.roots.check(candidate, named=path)
+                check_image_file(found, named=path)
+            except ValueError as exc:
+                self.refused[path] = str(exc)
+                found = None
+        self._cache[path] = found
+        return found
+
+    def named_file(self, path: str) -> bool:
+        """Whether ``path`` names an existing file, allowed or refused (an image column's value)."""
+        return self.find(path) is not None or path in self.refused
+
+    def is_generated(self, absolute: Path) -> bool:
+        """Whether a found image was written by the run (else it came with the input)."""
+        return absolute.is_relative_to(self.run_dir)
+
+
 def check_image_file(path: Path, named: str | None = None) -> None:
     """Raise :class:`NotAnImage` unless ``path`` is an image file: its first bytes are a PNG,
     JPEG, WebP or GIF signature (cheap), else Pillow must recognise it (reads the header only)."""

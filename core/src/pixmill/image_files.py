@@ -1,4 +1,11 @@
-"""Input images as files: what an operator hands a serving that uploads images instead of decoding them.
+"""Images named in rows: the one way an operator opens them, and the files it hands a serving.
+
+:func:`open_row_image` opens an image a row names: it resolves the path through the step's context
+(the run folder, the input's folder, the roots rule of :mod:`pixmill.file_roots`), checks the file
+is there, and decodes it, returns an :class:`ImageFile`, or hands the path to a reader of the
+operator's own (hashes, header figures). Whatever goes wrong with the row's file is one
+:class:`ImageError` whose one-line message names the row, the field, the file and the fix; the
+machine's errors (permissions, I/O, memory) are raised as they are and stop the step.
 
 An operator that reads images named in rows gives a serving either decoded PIL images (local
 models) or :class:`ImageFile` references (servings whose :meth:`pixmill.serving.Serving.takes_image_files`
@@ -12,7 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import RowError, is_environment_error
+from .rows import ID_KEY
+
+if TYPE_CHECKING:
+    from .context import StepContext
+
+# What a row's image path is relative to (said in the "not found" message).
+PATHS_FIX = "paths are relative to the run folder or the input file's folder"
 
 
 @dataclass(frozen=True)
@@ -73,10 +89,39 @@ def decode_image(path: Path, mode: str = "RGB") -> Any:
         return img if img.mode == mode else img.convert(mode)
 
 
-def load_image(path: Path, mode: str = "RGB", as_file: bool = False) -> Any:
-    """An image named in a row: an :class:`ImageFile` (header only) with ``as_file``, else decoded
-    PIL pixels in ``mode``. Raises ``FileNotFoundError`` or ``OSError`` (not a readable image)."""
-    return probe_image(path, mode) if as_file else decode_image(path, mode)
+class ImageError(RowError, ValueError):
+    """A row names an image that cannot be used: missing, outside the allowed folders, or not a
+    readable image. The row fails with this one-line message (row, field, file, fix); the run goes on.
+    A ``ValueError`` too, so operators that fail a row on bad input catch it with the rest."""
+
+
+def open_row_image(ctx: StepContext, path: str, field: str, *, row: dict | None = None, mode: str = "RGB",
+                   as_file: bool = False, read: Callable[[Path], Any] | None = None) -> Any:
+    """The image ``path`` named in ``row[field]``: decoded PIL pixels in ``mode``, an
+    :class:`ImageFile` (header checked, pixels left on disk) with ``as_file``, or whatever ``read``
+    returns for the file's absolute path (hashes, header figures).
+
+    Raises :class:`ImageError` for the row's fault (outside the allowed roots, missing, not a
+    readable image) and lets the machine's errors through (see
+    :func:`pixmill.errors.is_environment_error`): those stop the step.
+    """
+    where = f"row {row.get(ID_KEY, '?')}: " if row is not None else ""
+    try:
+        resolved = ctx.readable(path)
+    except ValueError as exc:  # outside the allowed folders: never read, never uploaded
+        raise ImageError(f"{where}field {field!r}: {exc}") from None
+    if not resolved.is_file():
+        raise ImageError(f"{where}image {path!r} in field {field!r} not found (looked for {resolved}); {PATHS_FIX}")
+    try:
+        if read is not None:
+            return read(resolved)
+        return probe_image(resolved, mode) if as_file else decode_image(resolved, mode)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
+        if is_environment_error(exc):
+            raise  # the machine's fault (permissions, I/O), not the row's: the step stops
+        detail = str(exc).strip().splitlines()
+        raise ImageError(f"{where}image {path!r} in field {field!r} cannot be read "
+                         f"({detail[0] if detail else type(exc).__name__}); replace the file or fix the path") from None
 
 
 def pixels(image: Any) -> Any:
@@ -85,4 +130,4 @@ def pixels(image: Any) -> Any:
     return image.open() if isinstance(image, ImageFile) else image
 
 
-__all__ = ["ImageFile", "decode_image", "load_image", "pixels", "probe_image"]
+__all__ = ["ImageError", "ImageFile", "decode_image", "open_row_image", "pixels", "probe_image"]

@@ -25,6 +25,8 @@ class Option:
       only change *how* work runs (concurrency, timeouts, devices, batch size) set ``cache=False``, so
       changing them never recomputes finished work.
     - ``secret``: never written anywhere (manifest, logs, step key); implies ``cache=False``.
+    - ``when``: the setting of its owner under which the option applies (``"--engine openai"``);
+      shown in help and the reference. The owner ignores the option otherwise.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Option:
     required: bool = False
     cache: bool = True
     secret: bool = False
+    when: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in _TYPES:

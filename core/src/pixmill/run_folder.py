@@ -8,6 +8,7 @@
         ledger.jsonl           the commit log: one line per committed part (row ids done / failed)
         part-000001.jsonl      committed rows (or .parquet)
         failed.jsonl           the rows that failed, with their reasons (rewritten at step end)
+        skipped.jsonl          (input step) the malformed input lines skipped, with why
         dropped.jsonl          the rows the operator dropped on purpose, with why (duplicates...)
         images/                files the step wrote
       01-template/ ...
@@ -53,6 +54,7 @@ LEDGER = "ledger.jsonl"
 STEP_INFO = "step.json"
 FAILED = "failed.jsonl"
 DROPPED = "dropped.jsonl"
+SKIPPED = "skipped.jsonl"
 MANIFEST = "manifest.json"
 
 
@@ -279,6 +281,10 @@ class StepFolder:
         """``dropped.jsonl``: one line per row dropped on purpose (id, reason, info)."""
         self._write_report(DROPPED, state.dropped)
 
+    def write_skipped(self, records: list[dict]) -> None:
+        """``skipped.jsonl`` (input step): the malformed input lines, each with its error."""
+        self._write_report(SKIPPED, {str(i): r for i, r in enumerate(records)})
+
     def _write_report(self, name: str, records: dict[str, dict]) -> None:
         path = self.path / name
         if not records:
@@ -436,8 +442,12 @@ class RunFolder:
         """The ``step.json`` of step ``index`` as it stands (empty when there is none)."""
         return read_json(self.path / f"{index:02d}-{name}" / STEP_INFO) or {}
 
+    def step_dirs(self) -> list[Path]:
+        """The numbered step folders on disk (``00-input``, ``01-...``), whatever the manifest says."""
+        return sorted(p for p in self.path.glob("[0-9][0-9]-*") if p.is_dir())
+
     def retire_from(self, index: int) -> None:
         """Retire every step folder numbered ``index`` or more (a pipeline that got shorter)."""
-        for path in self.path.glob("[0-9][0-9]-*"):
-            if path.is_dir() and int(path.name[:2]) >= index:
+        for path in self.step_dirs():
+            if int(path.name[:2]) >= index:
                 self.retire(path)

@@ -22,7 +22,7 @@ from . import __version__, interrupt
 from .context import StepContext
 from .errors import ConfigError, InputError, PixmillError
 from .executor import Executor, StepTask
-from .files import write_atomic, write_records
+from .files import write_atomic
 from .input_images import has_embedded_images, write_embedded_images
 from .journal import Journal
 from .operator import Dropped, Failed, Operator
@@ -302,8 +302,7 @@ class Runner:
         if input_path is None or reader is None:
             yield {ID_KEY: "0"}
             return
-        bad_path = folder.path / "skipped.jsonl"
-        bad_path.unlink(missing_ok=True)
+        folder.write_skipped([])  # a rerun's skipped lines are its own
         bad: list[dict] = []
 
         def on_bad(lineno: int, text: str, error: str) -> None:
@@ -329,8 +328,7 @@ class Runner:
             out = {ID_KEY: rid}  # the id first, so part files read well
             out.update(row)
             yield out
-        if bad:
-            write_records(bad_path, bad)
+        folder.write_skipped(bad)
         self._skipped = len(bad)
 
     # -- checks before any model loads -----------------------------------------------------------

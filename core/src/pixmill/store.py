@@ -14,7 +14,8 @@ class Store:
     """Writes and reads *part files* of rows.
 
     The runner owns the folder layout, the ledger of committed parts and resume; a store only turns
-    a list of row dicts into one file and back. Contract (checked by ``pixmill.testing``):
+    a list of row dicts into one file and back. Contract (checked by ``pixmill_testing.StoreContract``,
+    from the pixmill-testing distribution):
 
     - :meth:`write_part` creates ``path`` atomically: a reader sees the whole file or none of it
       (write a temp file in the same folder, fsync, rename).

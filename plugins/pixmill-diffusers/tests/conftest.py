@@ -1,5 +1,6 @@
-"""Tiny random-weight pipelines built once per session, offline, and a helper that runs a
-pipeline through pixmill's real runner (the same code path as `pixmill run`)."""
+"""Tiny random-weight pipelines built once per session, offline, and the helpers these tests share
+(test pictures, pixels, the rows a killed step kept). Pipelines run through the harness's
+``pixmill_run`` (pixmill-testing): pixmill's real runner, the same code path as `pixmill run`."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ def addons(models, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="session")
+def estimators(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny depth, pose and person-detector models for control-image, saved with their processors."""
+    from pixmill_diffusers.tiny_estimators import ESTIMATOR_KINDS, make_tiny_estimator
+
+    root = tmp_path_factory.mktemp("estimators")
+    return {kind: make_tiny_estimator(root / kind, kind) for kind in ESTIMATOR_KINDS}
+
+
 def save_pattern(path: Path, size: tuple[int, int], kind: str) -> str:
     """A small test picture with clear edges: ``stripes``, ``square`` or ``noise``."""
     import numpy as np
@@ -64,44 +74,6 @@ def _fresh_registry():
     reset_registry()
     yield
     reset_registry()
-
-
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-class Run:
-    """The outcome of a pipeline run: the last step's rows and failures, and the run folder."""
-
-    def __init__(self, out: Path, results: list[Any]):
-        self.out = out
-        self.results = results
-        from pixmill import Run
-
-        last = Run(out).steps[-1]
-        self.rows = sorted(last.rows(), key=lambda r: r["id"])
-        self.failed = {f["id"]: f["reason"] for f in last.failures()}
-        self.by_id = {r["id"]: r for r in self.rows}
-
-    def image(self, rel: str) -> Any:
-        from PIL import Image
-
-        with Image.open(self.out / rel) as im:
-            return im.convert("RGB").copy()
-
-
-def run_steps(tmp_path: Path, rows: list[dict], steps: list[tuple[str, dict]], name: str = "run",
-              seed: int = 0) -> Run:
-    from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-
-    inp = write_rows(tmp_path / f"{name}.jsonl", rows)
-    spec = PipelineSpec(steps=[StepSpec(op, opts) for op, opts in steps], input=inp, out=tmp_path / name, seed=seed)
-    return Run(tmp_path / name, run_pipeline(spec))
 
 
 def kept_rows(out: Path, index: int) -> list[dict]:
@@ -134,5 +106,4 @@ def h() -> Any:
     """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(run=run_steps, pixels=pixels, kept=kept_rows, write_rows=write_rows, read_rows=read_rows,
-                           pattern=save_pattern)
+    return SimpleNamespace(pixels=pixels, kept=kept_rows, pattern=save_pattern)

@@ -1,5 +1,5 @@
 """Images per call picked from the model and device, and the FLUX speed options that run on a CPU
-(fused QKV, channels-last VAE, First Block Cache, compile mode); the CUDA-only ones skip here."""
+(fused QKV, channels-last VAE, attention kernel, First Block Cache, compile mode); the CUDA-only ones skip here."""
 
 from __future__ import annotations
 
@@ -64,6 +64,16 @@ def test_fused_qkv_and_channels_last_vae_keep_the_pixels(models):
     assert "fuse_qkv" not in params  # speed-only options are not provenance
 
 
+def test_attention_backend_reaches_every_attention_module(models):
+    eager, _ = _image(_flux(models))
+    serving = _flux(models, attention_backend="math")
+    processors = [m.processor for m in serving.pipe.transformer.modules() if hasattr(m, "processor")]
+    assert processors and {p._attention_backend.value for p in processors} == {"_native_math"}
+    image, params = _image(serving)
+    assert abs(image - eager).max() <= 2  # another kernel, the same attention
+    assert "attention_backend" not in params  # speed-only: not provenance
+
+
 def test_first_block_cache_records_itself_and_stays_close_to_eager(models):
     eager, _ = _image(_flux(models))
     serving = _flux(models, first_block_cache=0.5)
@@ -86,6 +96,8 @@ def test_fp8_is_refused_on_the_cpu_before_any_work(models):
 
     with pytest.raises(ConfigError, match="--quantize fp8 needs a CUDA GPU"):
         FluxServing(model=str(models["flux"]), devices="cpu", quantize="fp8").check()
+    with pytest.raises(ConfigError, match="--attention-backend cudnn needs a CUDA GPU"):
+        FluxServing(model=str(models["flux"]), devices="cpu", attention_backend="cudnn").check()
     with pytest.raises(ConfigError, match="outside 0..1"):
         FluxServing(model=str(models["flux"]), devices="cpu", first_block_cache=3).check()
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 
 
-def test_canny_edges_follow_the_source_and_feed_a_controlnet(tmp_path: Path, models, addons, h):
+def test_canny_edges_follow_the_source_and_feed_a_controlnet(tmp_path: Path, models, addons, h, pixmill_run):
     square = h.pattern(tmp_path / "square.png", (48, 32), "square")
     rows = [{"id": "a", "prompt": "a box", "images": [square]},
             {"id": "bad", "prompt": "a box", "images": ["nope.png"]},
             {"id": "empty", "prompt": "a box"}]
     gen = {"serving": "diffusers", "model": str(models["sd"]), "controlnet": str(addons["sd-controlnet"]),
            "steps": 2, "output_key": "generated"}
-    run = h.run(tmp_path, rows, [("control-image", {"kind": "canny"}), ("generate-images", gen)])
+    run = pixmill_run(rows, [("control-image", {"kind": "canny"}), ("generate-images", gen)])
     from pixmill import Run
 
     control_step = next(s for s in Run(run.out).steps if s.name.endswith("control-image"))
@@ -35,11 +35,11 @@ def test_canny_edges_follow_the_source_and_feed_a_controlnet(tmp_path: Path, mod
     assert run.image(out["generated"]).size == (48, 32)
 
 
-def test_thresholds_change_the_edges(tmp_path: Path, h):
+def test_thresholds_change_the_edges(tmp_path: Path, h, pixmill_run):
     noise = h.pattern(tmp_path / "noise.png", (32, 32), "noise")
     rows = [{"id": "a", "image": noise}]
-    loose = h.run(tmp_path, rows, [("control-image", {"low_threshold": 10, "high_threshold": 50})], "loose")
-    strict = h.run(tmp_path, rows, [("control-image", {"low_threshold": 400, "high_threshold": 800})], "strict")
+    loose = pixmill_run(rows, [("control-image", {"low_threshold": 10, "high_threshold": 50})], "loose")
+    strict = pixmill_run(rows, [("control-image", {"low_threshold": 400, "high_threshold": 800})], "strict")
     many = (h.pixels(loose.image(loose.by_id["a"]["control_image"])) > 0).mean()
     few = (h.pixels(strict.image(strict.by_id["a"]["control_image"])) > 0).mean()
     assert many > few

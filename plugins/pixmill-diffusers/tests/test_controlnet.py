@@ -21,15 +21,15 @@ def _image(run, rid: str = "a"):
 
 
 @pytest.mark.parametrize("base", ["sd", "sdxl", "flux"])
-def test_control_image_steers_the_output_deterministically(tmp_path: Path, models, addons, h, base):
+def test_control_image_steers_the_output_deterministically(tmp_path: Path, models, addons, h, base, pixmill_run):
     serving = "flux" if base == "flux" else "diffusers"
     model = models[base] if base in models else addons[base]
     opts = {"serving": serving, "model": str(model), "controlnet": str(addons[f"{base}-controlnet"]), "steps": 2}
     if base == "flux":
         opts["max_sequence_length"] = 16
-    stripes = h.run(tmp_path, _rows(tmp_path, h, "stripes"), [("generate-images", opts)], "stripes")
-    square = h.run(tmp_path, _rows(tmp_path, h, "square"), [("generate-images", opts)], "square")
-    again = h.run(tmp_path, _rows(tmp_path, h, "stripes"), [("generate-images", opts)], "again")
+    stripes = pixmill_run(_rows(tmp_path, h, "stripes"), [("generate-images", opts)], "stripes")
+    square = pixmill_run(_rows(tmp_path, h, "square"), [("generate-images", opts)], "square")
+    again = pixmill_run(_rows(tmp_path, h, "stripes"), [("generate-images", opts)], "again")
     assert not stripes.failed and not square.failed
     a, b, c = (h.pixels(_image(r)) for r in (stripes, square, again))
     assert np.abs(a - b).mean() > 1, "a different control image must give a different image"
@@ -44,17 +44,17 @@ def test_control_image_steers_the_output_deterministically(tmp_path: Path, model
                                     "sdxl": "StableDiffusionXLControlNetPipeline"}[base]
 
 
-def test_controlnet_scale_zero_matches_a_control_free_controlnet_run(tmp_path: Path, models, addons, h):
+def test_controlnet_scale_zero_matches_a_control_free_controlnet_run(tmp_path: Path, models, addons, h, pixmill_run):
     """Scale 0 removes the ControlNet's contribution: two different control images then agree."""
     opts = {"serving": "diffusers", "model": str(models["sd"]), "controlnet": str(addons["sd-controlnet"]),
             "controlnet_scale": "0", "steps": 2}
-    a = h.run(tmp_path, _rows(tmp_path, h, "stripes"), [("generate-images", opts)], "a")
-    b = h.run(tmp_path, _rows(tmp_path, h, "square"), [("generate-images", opts)], "b")
+    a = pixmill_run(_rows(tmp_path, h, "stripes"), [("generate-images", opts)], "a")
+    b = pixmill_run(_rows(tmp_path, h, "square"), [("generate-images", opts)], "b")
     assert np.abs(h.pixels(_image(a)) - h.pixels(_image(b))).max() <= 1
     assert a.by_id["a"]["images_meta"][0]["controlnet_scale"] == 0.0
 
 
-def test_several_controlnets_one_image_each_and_bad_rows_fail_alone(tmp_path: Path, models, addons, h):
+def test_several_controlnets_one_image_each_and_bad_rows_fail_alone(tmp_path: Path, models, addons, h, pixmill_run):
     stripes = h.pattern(tmp_path / "stripes.png", (32, 32), "stripes")
     square = h.pattern(tmp_path / "square.png", (32, 32), "square")
     nets = [str(addons["sd-controlnet"]), str(addons["sd-controlnet-2"])]
@@ -65,12 +65,12 @@ def test_several_controlnets_one_image_each_and_bad_rows_fail_alone(tmp_path: Pa
             {"id": "missing", "prompt": "a cat", "edges": "nope.png"}]
     opts = {"serving": "diffusers", "model": str(models["sd"]), "controlnet": nets, "controlnet_scale": "0.5,1.5",
             "steps": 2, "control_key": "edges", "batch_size": 4}
-    run = h.run(tmp_path, rows, [("generate-images", opts)])
+    run = pixmill_run(rows, [("generate-images", opts)])
     assert set(run.by_id) == {"two", "one"}
     two = run.by_id["two"]["images_meta"][0]
     assert two["controlnet"] == nets and two["controlnet_scale"] == [0.5, 1.5]
     assert two["control_image"] == [stripes, square] and two["pipeline"] == "StableDiffusionControlNetPipeline"
-    alone = h.run(tmp_path, [rows[0]], [("generate-images", opts)], "alone")
+    alone = pixmill_run([rows[0]], [("generate-images", opts)], "alone")
     assert (h.pixels(alone.image(alone.by_id["two"]["images"][0])) ==
             h.pixels(run.image(run.by_id["two"]["images"][0]))).all(), "each ControlNet gets its own image, batched or not"
     assert "3 control images for 2 ControlNets" in run.failed["three"]
@@ -78,38 +78,38 @@ def test_several_controlnets_one_image_each_and_bad_rows_fail_alone(tmp_path: Pa
     assert "nope.png" in run.failed["missing"] and "not found" in run.failed["missing"]
 
 
-def test_controlnet_with_image_to_image(tmp_path: Path, models, addons, h):
+def test_controlnet_with_image_to_image(tmp_path: Path, models, addons, h, pixmill_run):
     photo = h.pattern(tmp_path / "photo.png", (32, 32), "noise")
     edges = h.pattern(tmp_path / "edges.png", (32, 32), "stripes")
     rows = [{"id": "a", "instruction": "make it night", "images": photo, "control_image": edges}]
     opts = {"serving": "diffusers", "model": str(models["sd"]), "controlnet": str(addons["sd-controlnet"]),
             "steps": 2, "strength": 0.7}
-    run = h.run(tmp_path, rows, [("edit-images", opts)])
+    run = pixmill_run(rows, [("edit-images", opts)])
     meta = run.by_id["a"]["edited_images_meta"][0]
     assert meta["pipeline"] == "StableDiffusionControlNetImg2ImgPipeline" and meta["control_image"] == edges
     assert run.image(run.by_id["a"]["edited_images"][0]).size == (32, 32)
 
 
-def test_models_a_serving_cannot_drive_name_the_serving_that_can(tmp_path: Path, models, addons, h):
+def test_models_a_serving_cannot_drive_name_the_serving_that_can(tmp_path: Path, models, addons, pixmill_run):
     rows = [{"prompt": "x"}]
     with pytest.raises(ConfigError, match="--serving diffusers"):
-        h.run(tmp_path, rows, [("generate-images", {"serving": "flux", "model": str(models["sd"])})], "a")
+        pixmill_run(rows, [("generate-images", {"serving": "flux", "model": str(models["sd"])})], "a")
     with pytest.raises(ConfigError, match="ControlNet for Stable Diffusion.*--serving diffusers"):
-        h.run(tmp_path, rows, [("generate-images", {"serving": "flux", "model": str(models["flux"]),
-                                                    "controlnet": str(addons["sd-controlnet"])})], "b")
+        pixmill_run(rows, [("generate-images", {"serving": "flux", "model": str(models["flux"]),
+                                                "controlnet": str(addons["sd-controlnet"])})], "b")
     with pytest.raises(ConfigError, match="FLUX.1 ControlNet.*--serving flux"):
-        h.run(tmp_path, rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
-                                                    "controlnet": str(addons["flux-controlnet"])})], "c")
+        pixmill_run(rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
+                                                "controlnet": str(addons["flux-controlnet"])})], "c")
     with pytest.raises(ConfigError, match="runs no ControlNet"):
-        h.run(tmp_path, rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
-                                                    "control_key": "edges"})], "d")
+        pixmill_run(rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
+                                                "control_key": "edges"})], "d")
     with pytest.raises(ConfigError, match="2 values for 1 ControlNets"):
-        h.run(tmp_path, rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
-                                                    "controlnet": str(addons["sd-controlnet"]),
-                                                    "controlnet_scale": "1,2"})], "e")
+        pixmill_run(rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
+                                                "controlnet": str(addons["sd-controlnet"]),
+                                                "controlnet_scale": "1,2"})], "e")
     with pytest.raises(ConfigError, match="ControlNet folder .* does not exist"):
-        h.run(tmp_path, rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
-                                                    "controlnet": str(tmp_path / "nowhere")})], "f")
+        pixmill_run(rows, [("generate-images", {"serving": "diffusers", "model": str(models["sd"]),
+                                                "controlnet": str(tmp_path / "nowhere")})], "f")
 
 
 def test_make_tiny_addon_kinds_load_with_from_pretrained(tmp_path: Path, models):

@@ -16,10 +16,10 @@ def flux(models, **opts) -> dict:
     return {"serving": "flux", "model": str(models["flux"]), **FAST, **opts}
 
 
-def test_generate_images_writes_pngs_with_full_provenance(tmp_path: Path, models, h):
+def test_generate_images_writes_pngs_with_full_provenance(tmp_path: Path, models, h, pixmill_run):
     rows = [{"id": "a", "prompt": "a red cat"}, {"id": "b", "prompt": ["a dog", "a bird"]},
             {"id": "c", "conversations": [{"role": "user", "content": "a boat"}]}]
-    run = h.run(tmp_path, rows, [("generate-images", flux(models, guidance=4.0, batch_size=3))])
+    run = pixmill_run(rows, [("generate-images", flux(models, guidance=4.0, batch_size=3))])
     assert not run.failed
     a = run.by_id["a"]
     image = run.image(a["images"][0])
@@ -35,11 +35,11 @@ def test_generate_images_writes_pngs_with_full_provenance(tmp_path: Path, models
     assert run.by_id["c"]["images_meta"][0]["prompt"] == "a boat"
 
 
-def test_batching_never_changes_pixels_and_rows_never_share_noise(tmp_path: Path, models, h):
+def test_batching_never_changes_pixels_and_rows_never_share_noise(tmp_path: Path, models, h, pixmill_run):
     rows = [{"id": str(i), "prompt": "the same prompt"} for i in range(4)]
-    one = h.run(tmp_path, rows, [("generate-images", flux(models, batch_size=1))], "one")
-    four = h.run(tmp_path, rows, [("generate-images", flux(models, batch_size=4))], "four")
-    other_seed = h.run(tmp_path, rows[:1], [("generate-images", flux(models))], "other", seed=1)
+    one = pixmill_run(rows, [("generate-images", flux(models, batch_size=1))], "one")
+    four = pixmill_run(rows, [("generate-images", flux(models, batch_size=4))], "four")
+    other_seed = pixmill_run(rows[:1], [("generate-images", flux(models))], "other", seed=1)
     imgs1 = [h.pixels(one.image(one.by_id[str(i)]["images"][0])) for i in range(4)]
     imgs4 = [h.pixels(four.image(four.by_id[str(i)]["images"][0])) for i in range(4)]
     for a, b in zip(imgs1, imgs4, strict=True):
@@ -48,32 +48,32 @@ def test_batching_never_changes_pixels_and_rows_never_share_noise(tmp_path: Path
     assert np.abs(imgs1[0] - h.pixels(other_seed.image(other_seed.by_id["0"]["images"][0]))).mean() > 5
 
 
-def test_images_per_prompt_and_serving_default(tmp_path: Path, models, h):
+def test_images_per_prompt_and_serving_default(tmp_path: Path, models, pixmill_run):
     rows = [{"id": "a", "prompt": "a cat"}]
-    run = h.run(tmp_path, rows, [("generate-images", flux(models, images_per_prompt=2))], "op")
+    run = pixmill_run(rows, [("generate-images", flux(models, images_per_prompt=2))], "op")
     assert len(run.by_id["a"]["images"]) == 2
     seeds = [m["seed"] for m in run.by_id["a"]["images_meta"]]
     assert len(set(seeds)) == 2
-    run2 = h.run(tmp_path, rows, [("generate-images", flux(models, num_images_per_prompt=3))], "serving")
+    run2 = pixmill_run(rows, [("generate-images", flux(models, num_images_per_prompt=3))], "serving")
     assert len(run2.by_id["a"]["images"]) == 3
     # Same run seed, row and index -> the first two images are the very same.
     assert [m["seed"] for m in run2.by_id["a"]["images_meta"][:2]] == seeds
 
 
-def test_sizes_round_to_multiples_of_16_with_a_warning(tmp_path: Path, models, h, caplog):
+def test_sizes_round_to_multiples_of_16_with_a_warning(tmp_path: Path, models, caplog, pixmill_run):
     caplog.set_level(logging.WARNING, logger="pixmill.diffusers")
-    run = h.run(tmp_path, [{"id": "a", "prompt": "x"}], [("generate-images", flux(models, width=50, height=40))])
+    run = pixmill_run([{"id": "a", "prompt": "x"}], [("generate-images", flux(models, width=50, height=40))])
     meta = run.by_id["a"]["images_meta"][0]
     assert (meta["width"], meta["height"]) == (48, 48)
     assert run.image(run.by_id["a"]["images"][0]).size == (48, 48)
     assert "width 50 is not a multiple of 16: using 48" in caplog.text
 
 
-def test_long_prompts_are_truncated_with_a_warning_and_recorded(tmp_path: Path, models, h, caplog):
+def test_long_prompts_are_truncated_with_a_warning_and_recorded(tmp_path: Path, models, caplog, pixmill_run):
     caplog.set_level(logging.WARNING, logger="pixmill.diffusers")
     long = "a very long prompt about a cat sitting on a mat"
     rows = [{"id": "long", "prompt": long}, {"id": "short", "prompt": "cat"}, {"id": "empty", "prompt": ""}]
-    run = h.run(tmp_path, rows, [("generate-images", flux(models, max_sequence_length=8, batch_size=3))])
+    run = pixmill_run(rows, [("generate-images", flux(models, max_sequence_length=8, batch_size=3))])
     meta = run.by_id["long"]["images_meta"][0]
     assert meta["prompt_truncated"] is True and meta["max_sequence_length"] == 8
     assert meta["prompt"] == "a very lo", "the exact text the encoder saw (7 tokens + end token)"
@@ -82,73 +82,73 @@ def test_long_prompts_are_truncated_with_a_warning_and_recorded(tmp_path: Path, 
     assert "empty prompt" in run.failed["empty"], "an empty prompt fails its row, the batch goes on"
 
 
-def test_missing_or_non_diffusers_model_fails_before_any_work(tmp_path: Path, h):
+def test_missing_or_non_diffusers_model_fails_before_any_work(tmp_path: Path, pixmill_run):
     (tmp_path / "not-a-model").mkdir()
     for model, text in ((str(tmp_path / "nowhere"), "does not exist"),
                         (str(tmp_path / "not-a-model"), "no model_index.json")):
         with pytest.raises(ConfigError, match=text):
-            h.run(tmp_path, [{"prompt": "x"}], [("generate-images", {"serving": "flux", "model": model})])
+            pixmill_run([{"prompt": "x"}], [("generate-images", {"serving": "flux", "model": model})])
     assert not (tmp_path / "run").exists(), "nothing was started"
 
 
-def test_uncached_hub_model_offline_says_how_to_download(tmp_path: Path, h, monkeypatch):
+def test_uncached_hub_model_offline_says_how_to_download(tmp_path: Path, monkeypatch, pixmill_run):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="hf download black-forest-labs/FLUX.1-dev"):
-        h.run(tmp_path, [{"prompt": "x"}], [("generate-images", {
+        pixmill_run([{"prompt": "x"}], [("generate-images", {
             "serving": "flux", "model": "black-forest-labs/FLUX.1-dev", "cache_dir": str(tmp_path / "hf")})])
 
 
-def test_local_dir_keeps_one_folder_per_model(tmp_path: Path, models, h):
+def test_local_dir_keeps_one_folder_per_model(tmp_path: Path, models, pixmill_run):
     import shutil
 
     local = tmp_path / "weights"
     shutil.copytree(models["flux"], local / "acme--tiny-flux@v1")
-    run = h.run(tmp_path, [{"id": "a", "prompt": "x"}], [("generate-images", {
+    run = pixmill_run([{"id": "a", "prompt": "x"}], [("generate-images", {
         "serving": "flux", "model": "acme/tiny-flux", "revision": "v1", "local_dir": str(local), **FAST})])
     assert run.by_id["a"]["images_meta"][0]["model"] == "acme/tiny-flux"
     assert run.by_id["a"]["images_meta"][0]["revision"] == "v1"
     with pytest.raises(ConfigError, match="is not in"):  # another revision is another folder
-        h.run(tmp_path, [{"prompt": "x"}], [("generate-images", {
+        pixmill_run([{"prompt": "x"}], [("generate-images", {
             "serving": "flux", "model": "acme/tiny-flux", "revision": "v2", "local_dir": str(local)})], "v2")
 
 
-def test_memory_options_and_lora(tmp_path: Path, models, h, caplog):
+def test_memory_options_and_lora(tmp_path: Path, models, h, caplog, pixmill_run):
     from pixmill_diffusers.tiny import make_tiny_lora
 
     lora = make_tiny_lora(models["flux"], tmp_path / "lora-weights")
     rows = [{"id": "a", "prompt": "a cat"}]
-    plain = h.run(tmp_path, rows, [("generate-images", flux(models))], "plain")
+    plain = pixmill_run(rows, [("generate-images", flux(models))], "plain")
     caplog.set_level(logging.WARNING, logger="pixmill.diffusers")
-    saving = h.run(tmp_path, rows, [("generate-images", flux(models, vae_slicing=True, cpu_offload=True))], "saving")
+    saving = pixmill_run(rows, [("generate-images", flux(models, vae_slicing=True, cpu_offload=True))], "saving")
     assert "need a GPU: ignored on the CPU" in caplog.text
     base = h.pixels(plain.image(plain.by_id["a"]["images"][0]))
     assert np.abs(base - h.pixels(saving.image(saving.by_id["a"]["images"][0]))).max() <= 1
-    tiled = h.run(tmp_path, rows, [("generate-images", flux(models, vae_tiling=True))], "tiled")
+    tiled = pixmill_run(rows, [("generate-images", flux(models, vae_tiling=True))], "tiled")
     assert tiled.image(tiled.by_id["a"]["images"][0]).size == (32, 32)
-    with_lora = h.run(tmp_path, rows, [("generate-images", flux(models, lora=str(lora), lora_scale=0.8))], "lora")
+    with_lora = pixmill_run(rows, [("generate-images", flux(models, lora=str(lora), lora_scale=0.8))], "lora")
     meta = with_lora.by_id["a"]["images_meta"][0]
     assert meta["lora"] == str(lora) and meta["lora_scale"] == 0.8
     assert np.abs(base - h.pixels(with_lora.image(with_lora.by_id["a"]["images"][0]))).mean() > 1, "LoRA changes the image"
 
 
-def test_compile_runs_the_compiled_denoiser(tmp_path: Path, models, h, monkeypatch, caplog):
+def test_compile_runs_the_compiled_denoiser(tmp_path: Path, models, h, monkeypatch, caplog, pixmill_run):
     # The "eager" backend traces with TorchDynamo but skips code generation: the real compile path,
     # fast enough for a CPU test. GPU runs use the default inductor backend.
     monkeypatch.setenv("PIXMILL_COMPILE_BACKEND", "eager")
     rows = [{"id": "a", "prompt": "a cat"}]
-    plain = h.run(tmp_path, rows, [("generate-images", flux(models))], "plain")
+    plain = pixmill_run(rows, [("generate-images", flux(models))], "plain")
     caplog.set_level(logging.INFO, logger="pixmill.diffusers")
-    compiled = h.run(tmp_path, rows, [("generate-images", flux(models, compile=True))], "compiled")
+    compiled = pixmill_run(rows, [("generate-images", flux(models, compile=True))], "compiled")
     assert "compiled the transformer (backend eager)" in caplog.text
     a = h.pixels(plain.image(plain.by_id["a"]["images"][0]))
     b = h.pixels(compiled.image(compiled.by_id["a"]["images"][0]))
     assert np.abs(a - b).max() <= 2
 
 
-def test_two_cpu_worker_processes_share_the_queue(tmp_path: Path, models, h):
+def test_two_cpu_worker_processes_share_the_queue(tmp_path: Path, models, h, pixmill_run):
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(6)]
-    single = h.run(tmp_path, rows, [("generate-images", flux(models))], "single")
-    multi = h.run(tmp_path, rows, [("generate-images", flux(models, devices="cpu,cpu"))], "multi")
+    single = pixmill_run(rows, [("generate-images", flux(models))], "single")
+    multi = pixmill_run(rows, [("generate-images", flux(models, devices="cpu,cpu"))], "multi")
     assert not multi.failed and len(multi.rows) == 6
     for i in range(6):
         a = h.pixels(single.image(single.by_id[str(i)]["images"][0]))
@@ -178,9 +178,9 @@ def cuda():
 
 
 @pytest.mark.gpu
-def test_gpu_bf16_offload_and_all_gpus(tmp_path: Path, models, h, cuda):
+def test_gpu_bf16_offload_and_all_gpus(tmp_path: Path, models, cuda, pixmill_run):
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(2 * cuda.cuda.device_count())]
-    run = h.run(tmp_path, rows, [("generate-images", flux(models, cpu_offload=True))])
+    run = pixmill_run(rows, [("generate-images", flux(models, cpu_offload=True))])
     assert not run.failed and run.by_id["0"]["images_meta"][0]["dtype"] == "bfloat16"
-    run = h.run(tmp_path, rows, [("generate-images", flux(models, sequential_offload=True))], "seq")
+    run = pixmill_run(rows, [("generate-images", flux(models, sequential_offload=True))], "seq")
     assert not run.failed

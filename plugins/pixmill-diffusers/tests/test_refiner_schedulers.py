@@ -44,14 +44,14 @@ def test_refiner_finishes_the_base_latents_in_one_call_each(sdxl):
     assert out[0][0].image.size == (64, 64)
 
 
-def test_refiner_runs_are_deterministic_and_differ_from_the_base_alone(tmp_path, sdxl, h):
+def test_refiner_runs_are_deterministic_and_differ_from_the_base_alone(tmp_path, sdxl, h, pixmill_run):
     rows = [{"id": "a", "prompt": "a red fox"}, {"id": "b", "prompt": "a blue bird"}]
     base = {"serving": "diffusers", "model": str(sdxl["sdxl-base"]), "steps": 4, "width": 64, "height": 64,
             "devices": "cpu"}
     refined = {**base, "refiner": str(sdxl["sdxl-refiner"]), "denoising_split": 0.5}
-    one = h.run(tmp_path, rows, [("generate-images", refined)], "one")
-    two = h.run(tmp_path, rows, [("generate-images", refined)], "two")
-    alone = h.run(tmp_path, rows, [("generate-images", base)], "alone")
+    one = pixmill_run(rows, [("generate-images", refined)], "one")
+    two = pixmill_run(rows, [("generate-images", refined)], "two")
+    alone = pixmill_run(rows, [("generate-images", base)], "alone")
     for r1, r2, r3 in zip(one.rows, two.rows, alone.rows, strict=True):
         p1, p2, p3 = (h.pixels(run.image(r["images"][0])) for run, r in ((one, r1), (two, r2), (alone, r3)))
         assert (p1 == p2).all()
@@ -69,16 +69,16 @@ def test_refiner_needs_a_base_that_can_stop_part_way(models, sdxl):
         AutoDiffusersServing(model=str(models["sd"]), refiner=str(sdxl["sdxl-refiner"]), denoising_split=1.2).check()
 
 
-def test_scheduler_options_reach_the_scheduler_config_and_the_provenance(tmp_path, models, h):
+def test_scheduler_options_reach_the_scheduler_config_and_the_provenance(tmp_path, models, h, pixmill_run):
     rows = [{"id": "a", "prompt": "a red fox"}]
     opts = {"serving": "diffusers", "model": str(models["sd"]), "steps": 3, "width": 32, "height": 32,
             "devices": "cpu", "scheduler": "DPMSolverMultistepScheduler"}
     karras = {**opts, "scheduler_opt": ["use_karras_sigmas=true", "algorithm_type=dpmsolver++", "solver_order=2"]}
-    run = h.run(tmp_path, rows, [("generate-images", karras)], "karras")
+    run = pixmill_run(rows, [("generate-images", karras)], "karras")
     meta = run.rows[0]["images_meta"][0]
     assert meta["scheduler"] == "DPMSolverMultistepScheduler"
     assert meta["scheduler_options"] == {"use_karras_sigmas": True, "algorithm_type": "dpmsolver++", "solver_order": 2}
-    plain = h.run(tmp_path, rows, [("generate-images", opts)], "plain")
+    plain = pixmill_run(rows, [("generate-images", opts)], "plain")
     assert abs(h.pixels(run.image(run.rows[0]["images"][0])) - h.pixels(plain.image(plain.rows[0]["images"][0]))).max() > 0
 
     from pixmill_diffusers.auto import AutoDiffusersServing
@@ -109,7 +109,7 @@ def test_unknown_scheduler_setting_is_one_line_naming_the_valid_keys(models):
                              scheduler_opt=["use_karras_sigmas=maybe"]).check()
 
 
-def test_attention_slicing_slices_the_unet_attention_and_keeps_the_pixels(tmp_path, models, h):
+def test_attention_slicing_slices_the_unet_attention_and_keeps_the_pixels(tmp_path, models, h, pixmill_run):
     from pixmill_diffusers.auto import AutoDiffusersServing
 
     serving = AutoDiffusersServing(model=str(models["sd"]), devices="cpu", attention_slicing=True)
@@ -118,7 +118,7 @@ def test_attention_slicing_slices_the_unet_attention_and_keeps_the_pixels(tmp_pa
     assert kinds == {"SlicedAttnProcessor"}
     rows = [{"id": "a", "prompt": "a red fox"}]
     opts = {"serving": "diffusers", "model": str(models["sd"]), "steps": 2, "width": 32, "height": 32, "devices": "cpu"}
-    sliced = h.run(tmp_path, rows, [("generate-images", {**opts, "attention_slicing": True})], "sliced")
-    whole = h.run(tmp_path, rows, [("generate-images", opts)], "whole")
+    sliced = pixmill_run(rows, [("generate-images", {**opts, "attention_slicing": True})], "sliced")
+    whole = pixmill_run(rows, [("generate-images", opts)], "whole")
     diff = abs(h.pixels(sliced.image(sliced.rows[0]["images"][0])) - h.pixels(whole.image(whole.rows[0]["images"][0])))
     assert diff.max() <= 1

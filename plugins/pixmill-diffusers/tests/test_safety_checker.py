@@ -36,25 +36,24 @@ def _sd_with_checker(folder: Path, threshold: float) -> Path:
 
 
 @pytest.mark.parametrize("threshold,flagged", [(-10.0, True), (10.0, False)])
-def test_verdict_recorded_per_image(tmp_path: Path, h, threshold, flagged):
+def test_verdict_recorded_per_image(tmp_path: Path, threshold, flagged, pixmill_run):
     model = _sd_with_checker(tmp_path / "sd-checker", threshold)
     step = {"serving": "diffusers", "model": str(model), "steps": 2, "width": 32, "height": 32,
             "safety_checker": True, "images_per_prompt": 2}
-    run = h.run(tmp_path, [{"id": "a", "prompt": "a cat"}], [("generate-images", step)])
+    run = pixmill_run([{"id": "a", "prompt": "a cat"}], [("generate-images", step)])
     metas = run.by_id["a"]["images_meta"]
     assert [m["nsfw_detected"] for m in metas] == [flagged, flagged]
     if flagged:  # the pipeline blacks out what its checker flags
         assert run.image(run.by_id["a"]["images"][0]).getextrema() == ((0, 0), (0, 0), (0, 0))
 
 
-def test_without_the_option_the_checker_is_not_loaded(tmp_path: Path, models, h):
+def test_without_the_option_the_checker_is_not_loaded(tmp_path: Path, models, pixmill_run):
     model = _sd_with_checker(tmp_path / "sd-checker", -10.0)
     step = {"serving": "diffusers", "model": str(model), "steps": 2, "width": 32, "height": 32}
-    run = h.run(tmp_path, [{"id": "a", "prompt": "a cat"}], [("generate-images", step)])
+    run = pixmill_run([{"id": "a", "prompt": "a cat"}], [("generate-images", step)])
     meta = run.by_id["a"]["images_meta"][0]
     assert "nsfw_detected" not in meta
     assert run.image(run.by_id["a"]["images"][0]).getextrema() != ((0, 0), (0, 0), (0, 0))
-    (tmp_path / "plain").mkdir()
     step = {"serving": "diffusers", "model": str(models["sd"]), "safety_checker": True, "steps": 2}
     with pytest.raises(ConfigError, match="has no safety checker"):
-        h.run(tmp_path / "plain", [{"prompt": "a cat"}], [("generate-images", step)])
+        pixmill_run([{"prompt": "a cat"}], [("generate-images", step)], name="plain")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pixmill_testing import write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -38,51 +39,51 @@ def _sizes(run, field: str = "image") -> list[tuple[int, int]]:
     return [run.image(r[field]).size for r in run.rows]
 
 
-def test_esrgan_gives_the_model_factor_and_the_asked_one(tmp_path, up_models, h):
+def test_esrgan_gives_the_model_factor_and_the_asked_one(tmp_path, up_models, pixmill_run):
     rows = [{"id": f"r{i}", "image": _png(tmp_path / f"{i}.png", (20 + i, 12), i)} for i in range(3)]
-    native = h.run(tmp_path, rows, [("upscale-images", {"serving": "esrgan", "model": str(up_models["compact"]),
-                                                        "devices": "cpu"})], "native")
+    native = pixmill_run(rows, [("upscale-images", {"serving": "esrgan", "model": str(up_models["compact"]),
+                                                    "devices": "cpu"})], "native")
     assert native.failed == {} and _sizes(native) == [(80, 48), (84, 48), (88, 48)]
     meta = native.rows[0]["image_meta"]
     assert meta["architecture"] == "RealESRGAN Compact" and meta["model_scale"] == 4
     assert meta["source_image"] == rows[0]["image"]
-    asked = h.run(tmp_path, rows, [("upscale-images", {"serving": "esrgan", "model": str(up_models["rrdb"]),
-                                                       "devices": "cpu", "scale": 3})], "asked")
+    asked = pixmill_run(rows, [("upscale-images", {"serving": "esrgan", "model": str(up_models["rrdb"]),
+                                                   "devices": "cpu", "scale": 3})], "asked")
     assert _sizes(asked) == [(60, 36), (63, 36), (66, 36)]
     assert asked.rows[0]["image_meta"]["architecture"] == "ESRGAN"
 
 
-def test_esrgan_tiles_join_without_seams(tmp_path, up_models, h):
+def test_esrgan_tiles_join_without_seams(tmp_path, up_models, h, pixmill_run):
     rows = [{"id": "big", "image": _png(tmp_path / "big.png", (70, 45))}]
     opts = {"serving": "esrgan", "model": str(up_models["compact"]), "devices": "cpu"}
-    whole = h.run(tmp_path, rows, [("upscale-images", {**opts, "tile": 0})], "whole")
-    tiled = h.run(tmp_path, rows, [("upscale-images", {**opts, "tile": 16, "tile_overlap": 8})], "tiled")
+    whole = pixmill_run(rows, [("upscale-images", {**opts, "tile": 0})], "whole")
+    tiled = pixmill_run(rows, [("upscale-images", {**opts, "tile": 16, "tile_overlap": 8})], "tiled")
     # The compact net sees 4 pixels around each pixel: 8 pixels of overlap give identical pixels.
     diff = abs(h.pixels(whole.image(whole.rows[0]["image"])) - h.pixels(tiled.image(tiled.rows[0]["image"])))
     assert diff.max() <= 1, diff.max()  # float rounding only
 
 
-def test_sd_x4_upscaler_is_prompt_guided_seeded_and_sized(tmp_path, up_models, h):
+def test_sd_x4_upscaler_is_prompt_guided_seeded_and_sized(tmp_path, up_models, h, pixmill_run):
     rows = [{"id": f"r{i}", "prompt": f"a red fox {i}", "image": _png(tmp_path / f"{i}.png", (16, 12), i)}
             for i in range(3)]
     opts = {"serving": "diffusers", "model": str(up_models["sd-upscaler"]), "devices": "cpu", "steps": 2,
             "noise_level": 40}
-    one = h.run(tmp_path, rows, [("upscale-images", opts)], "one")
+    one = pixmill_run(rows, [("upscale-images", opts)], "one")
     assert one.failed == {} and _sizes(one) == [(64, 48)] * 3
     meta = one.rows[0]["image_meta"]
     assert meta["pipeline"] == "StableDiffusionUpscalePipeline" and meta["noise_level"] == 40
     assert meta["prompt"] == "a red fox 0" and meta["scale"] == 4
-    two = h.run(tmp_path, rows, [("upscale-images", {**opts, "batch_size": 2})], "two")
+    two = pixmill_run(rows, [("upscale-images", {**opts, "batch_size": 2})], "two")
     for a, b in zip(one.rows, two.rows, strict=True):  # same seeds, any batching: the same pixels
         assert abs(h.pixels(one.image(a["image"])) - h.pixels(two.image(b["image"]))).max() <= 1
-    half = h.run(tmp_path, rows[:1], [("upscale-images", {**opts, "scale": 2})], "half")
+    half = pixmill_run(rows[:1], [("upscale-images", {**opts, "scale": 2})], "half")
     assert _sizes(half) == [(32, 24)]
 
 
-def test_highres_fix_chain_generate_small_upscale_then_img2img(tmp_path, up_models, h):
+def test_highres_fix_chain_generate_small_upscale_then_img2img(tmp_path, up_models, pixmill_run):
     rows = [{"id": "a", "prompt": "a lighthouse at dusk"}]
     sd = {"serving": "diffusers", "model": str(up_models["sd"]), "devices": "cpu", "steps": 2}
-    run = h.run(tmp_path, rows, [
+    run = pixmill_run(rows, [
         ("generate-images", {**sd, "width": 32, "height": 32}),
         ("upscale-images", {"serving": "esrgan", "model": str(up_models["compact"]), "devices": "cpu", "scale": 2}),
         ("edit-images", {**sd, "strength": 0.5, "input_key": "prompt"}),
@@ -118,7 +119,7 @@ def test_esrgan_missing_file_fails_before_any_work(tmp_path):
 
 def test_esrgan_resumes_after_kill_9(tmp_path, up_models, h):
     rows = [{"id": f"r{i:03d}", "image": _png(tmp_path / f"{i}.png", (24, 24), i)} for i in range(150)]
-    inp = h.write_rows(tmp_path / "in.jsonl", rows)
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "run"
     cmd = [sys.executable, "-c", "from pixmill.cli import main; main()", "run", "-q", "-i", str(inp), "-o", str(out),
            "upscale-images", "--serving", "esrgan", "--model", str(up_models["compact"]), "--devices", "cpu"]

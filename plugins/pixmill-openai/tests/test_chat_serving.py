@@ -10,8 +10,8 @@ import json
 import pytest
 from PIL import Image
 from pixmill import ChatRequest, EditRequest, ImageRequest, get_serving
-from pixmill.testing.openai_server import CHAT_IMAGE_SHAPES, FaultRule
 from pixmill_openai.parse import find_images, merge_stream
+from pixmill_testing.openai_server import CHAT_IMAGE_SHAPES, FaultRule
 
 
 def chat_serving(server, **kw):

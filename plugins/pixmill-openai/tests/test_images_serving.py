@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pixmill import EditRequest, ImageRequest, get_serving
 from pixmill.http import RequestError
-from pixmill.testing.openai_server import FaultRule
+from pixmill_testing.openai_server import FaultRule
 
 
 def serving(server, **kw):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
 MESSAGE = "Interrupted: committed work is kept; rerun the same command to resume."

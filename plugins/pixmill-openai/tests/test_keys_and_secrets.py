@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pixmill import get_serving
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill import Run, get_serving
+from pixmill.run_folder import RunFolder
+from pixmill_testing import write_jsonl
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
 
@@ -32,25 +34,25 @@ def t2i_args(input_path, out, server, *more):
             "--base-url", server.url, *more]
 
 
-def test_missing_key_fails_before_any_work(tmp_path, server, util):
-    inp = util.write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}])
+def test_missing_key_fails_before_any_work(tmp_path, server):
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}])
     done = cli(t2i_args(inp, tmp_path / "out", server), clean_env(tmp_path))
     assert done.returncode == 1
     [line] = done.stderr.strip().splitlines()  # one line
     assert "no API key" in line and "pixmill keys set openai" in line and "export OPENAI_API_KEY" in line
     assert server.requests == []
-    assert not list((tmp_path / "out").glob("01-*"))  # no step started
+    assert RunFolder(tmp_path / "out").step_dirs() == []  # no step started
 
 
-def test_missing_key_with_a_custom_env_var_names_it(tmp_path, server, util):
-    inp = util.write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}])
+def test_missing_key_with_a_custom_env_var_names_it(tmp_path, server):
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "a"}])
     done = cli(t2i_args(inp, tmp_path / "out", server, "--api-key-env", "OPENROUTER_API_KEY"), clean_env(tmp_path))
     assert done.returncode == 1
     assert "pixmill keys set openrouter" in done.stderr and "export OPENROUTER_API_KEY" in done.stderr
 
 
-def test_lookup_order_end_to_end(tmp_path, server, util):
-    inp = util.write_jsonl(tmp_path / "in.jsonl", [{"prompt": "order"}])
+def test_lookup_order_end_to_end(tmp_path, server):
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "order"}])
     env = clean_env(tmp_path, OPENAI_API_KEY="from-env")
 
     def used(*more, run):
@@ -68,11 +70,11 @@ def test_lookup_order_end_to_end(tmp_path, server, util):
     assert used("--api-key-env", "OTHER_API_KEY", "--key-name", "openai", run="e") == "Bearer from-store"
 
 
-def test_no_key_anywhere_in_the_run_folder_logs_or_errors(tmp_path, util):
+def test_no_key_anywhere_in_the_run_folder_logs_or_errors(tmp_path):
     secret = "sk-LEAKCHECK-7f3a9c2e"
     stored = "sk-STORED-LEAKCHECK-1b2c"
     rules = [FaultRule("refusal", match="refused"), FaultRule("500", match="broken")]
-    inp = util.write_jsonl(tmp_path / "in.jsonl", [{"prompt": "fine"}, {"prompt": "refused"}, {"prompt": "broken"}])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "fine"}, {"prompt": "refused"}, {"prompt": "broken"}])
     env = clean_env(tmp_path, OPENAI_API_KEY=secret)
     with FakeOpenAIServer(rules=rules) as good, FakeOpenAIServer(api_key="the-right-key") as strict:
         assert cli(["keys", "set", "openai", "--value", stored], env).returncode == 0
@@ -87,9 +89,9 @@ def test_no_key_anywhere_in_the_run_folder_logs_or_errors(tmp_path, util):
         status = cli(["status", str(tmp_path / "run401")], env)
         outputs.append(status.stdout + status.stderr)
         assert all(r.authorization == f"Bearer {stored}" for r in strict.requests)  # it was really sent
-    failed = util.failed_rows(tmp_path / "run401", 1)
+    failed = Run(tmp_path / "run401").steps[1].failures()
     assert len(failed) == 3 and all(f["reason"].startswith("HTTP 401") and "***" in f["reason"] for f in failed)
-    assert util.failed_rows(tmp_path / "run", 1)[0]["reason"].startswith("HTTP 400")
+    assert Run(tmp_path / "run").steps[1].failures()[0]["reason"].startswith("HTTP 400")
     for path in list((tmp_path / "run").rglob("*")) + list((tmp_path / "run401").rglob("*")):
         if path.is_file():
             data = path.read_bytes()

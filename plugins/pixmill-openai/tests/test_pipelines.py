@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from pixmill import Storage, get_operator, get_serving
 from pixmill.pipeline import PipelineSpec, run_pipeline
+from pixmill_testing import step_rows
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
 EXAMPLES = Path(__file__).resolve().parents[3] / "example_data" / "api"
@@ -24,13 +25,13 @@ def cli(args, env_extra=None, cwd=None):
     return subprocess.run([PIXMILL, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
 
 
-def test_text_to_image_by_api_through_the_cli(tmp_path, server, util):
+def test_text_to_image_by_api_through_the_cli(tmp_path, server):
     out = tmp_path / "t2i"
     done = cli(["run", "-i", str(EXAMPLES / "prompts.jsonl"), "-o", str(out), "-q",
                 "generate-images", "--serving", "openai-images", "--base-url", server.url, "--api-key", "sk-cli",
                 "--size", "64x48", "--images-per-prompt", "2", "--concurrency", "4"])
     assert done.returncode == 0, done.stderr
-    rows = {r["id"]: r for r in util.step_rows(out, 1)}
+    rows = {r["id"]: r for r in step_rows(out, 1)}
     assert set(rows) == {"lighthouse", "market", "teapot", "fox"}
     teapot = rows["teapot"]
     assert len(teapot["images"]) == 2 and teapot["images_meta"][0]["prompt"].startswith("a cast-iron teapot")
@@ -60,24 +61,24 @@ def test_editing_by_api_through_the_python_api(tmp_path, server):
     assert sent.size == Image.open(EXAMPLES / "images" / "blue_mug.png").size
 
 
-def test_inpainting_with_a_mask(tmp_path, server, util, monkeypatch):
+def test_inpainting_with_a_mask(tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
     spec = example_spec("inpaint_openai.yaml", server, tmp_path)
     run_pipeline(spec)
-    [row] = util.step_rows(tmp_path / "inpaint_openai", 1)
+    [row] = step_rows(tmp_path / "inpaint_openai", 1)
     assert row["edited_images_meta"][0]["mask"] is True
     mask = Image.open(io.BytesIO(server.requests[-1].mask))
     assert mask.getpixel((128, 128))[3] == 0 and mask.getpixel((5, 5))[3] == 255
 
 
-def test_multi_subject_generation_composes_separate_condition_images(tmp_path, server, util, monkeypatch):
+def test_multi_subject_generation_composes_separate_condition_images(tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")  # the example names this variable
     spec = example_spec("multi_subject_openrouter.yaml", server, tmp_path)
     results = run_pipeline(spec)
     assert [(r.done, r.failed) for r in results[1:]] == [(2, 0), (2, 0)]
     run = tmp_path / "multi_subject_openrouter"
-    step1 = {r["id"]: r for r in util.step_rows(run, 1)}
-    step2 = {r["id"]: r for r in util.step_rows(run, 2)}
+    step1 = {r["id"]: r for r in step_rows(run, 1)}
+    step2 = {r["id"]: r for r in step_rows(run, 2)}
     corgi = step1["corgi-armchair"]
     assert len(corgi["subject_images"]) == 2  # one condition image per subject, in order
     assert corgi["subject_images_meta"][1]["prompt"].startswith("a vintage blue velvet armchair")
@@ -97,7 +98,7 @@ def test_every_example_pipeline_runs(tmp_path, server, name, monkeypatch):
     assert all(r.failed == 0 and r.rows > 0 for r in results), [r.as_dict() for r in results]
 
 
-def test_categories_file_example_through_the_cli(tmp_path, server, util):
+def test_categories_file_example_through_the_cli(tmp_path, server):
     out = tmp_path / "instr"
     done = cli(["run", "-i", str(EXAMPLES / "captions.jsonl"), "-o", str(out), "-q",
                 "generate-prompts", "--serving", "openai-llm", "--base-url", server.url, "--api-key", "k",
@@ -106,7 +107,7 @@ def test_categories_file_example_through_the_cli(tmp_path, server, util):
                 "edit-images", "--serving", "openai-chat", "--base-url", server.url, "--api-key", "k",
                 "--input-key", "instruction", "--stream"])
     assert done.returncode == 0, done.stderr
-    rows = util.step_rows(out, 2)
+    rows = step_rows(out, 2)
     assert len(rows) == 20
     ball = sorted((r for r in rows if r["id"].startswith("ball/")), key=lambda r: int(r["id"].split("/")[1]))
     cats = [r["category"] for r in ball]

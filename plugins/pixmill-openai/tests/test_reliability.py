@@ -12,8 +12,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pixmill import Run
 from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
+from pixmill_testing import step_rows
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 PIXMILL = str(Path(sys.executable).with_name("pixmill"))
 
@@ -61,7 +63,7 @@ def committed_ids(step_dir: Path) -> set[str]:
     return ids
 
 
-def test_concurrency_through_the_runner(tmp_path, util):
+def test_concurrency_through_the_runner(tmp_path):
     with FakeOpenAIServer(latency=0.1) as server:
         result = generate(tmp_path, server, prompts_file(tmp_path, 32), concurrency=8)
         requests = list(server.requests)
@@ -78,7 +80,7 @@ def test_concurrency_through_the_runner(tmp_path, util):
     assert peak == 8  # the runner keeps every slot busy, and never more
 
 
-def test_fault_rates_every_row_completes_once(tmp_path, util):
+def test_fault_rates_every_row_completes_once(tmp_path):
     with FakeOpenAIServer(latency=0.005, fault_rates={"500": 0.10, "429": 0.05}, seed=3, retry_after=0.01) as server:
         result = generate(tmp_path, server, prompts_file(tmp_path, 120), concurrency=8, max_retries=8)
         requests = list(server.requests)
@@ -87,11 +89,11 @@ def test_fault_rates_every_row_completes_once(tmp_path, util):
     assert (result.done, result.failed) == (120, 0)
     ok = Counter(r.prompt for r in requests if r.status == 200)
     assert len(ok) == 120 and set(ok.values()) == {1}  # every row answered once: none twice, none lost
-    rows = util.step_rows(tmp_path / "run", 1)
+    rows = step_rows(tmp_path / "run", 1)
     assert sorted(r["id"] for r in rows) == [f"r{i:03d}" for i in range(120)]
 
 
-def test_permanent_errors_and_timeouts_fail_only_their_rows(tmp_path, util):
+def test_permanent_errors_and_timeouts_fail_only_their_rows(tmp_path):
     rules = [FaultRule("refusal", match="row 003"), FaultRule("slow", match="row 007")]
     with FakeOpenAIServer(rules=rules, slow_seconds=3.0) as server:
         started = time.monotonic()
@@ -100,14 +102,14 @@ def test_permanent_errors_and_timeouts_fail_only_their_rows(tmp_path, util):
         refused_attempts = len(server.requests_for("row 003"))
         slow_attempts = len(server.requests_for("row 007"))
     assert (result.done, result.failed) == (8, 2)
-    reasons = {f["id"]: f["reason"] for f in util.failed_rows(tmp_path / "run", 1)}
+    reasons = {f["id"]: f["reason"] for f in Run(tmp_path / "run").steps[1].failures()}
     assert reasons["r003"].startswith("HTTP 400") and "safety system" in reasons["r003"]
     assert "timed out" in reasons["r007"] and "2 attempts" in reasons["r007"]
     assert refused_attempts == 1 and slow_attempts == 2
     assert elapsed < 2.5  # the slow answers were abandoned, not waited for
 
 
-def test_failed_rows_are_retried_on_request(tmp_path, util):
+def test_failed_rows_are_retried_on_request(tmp_path):
     with FakeOpenAIServer(rules=[FaultRule("refusal", match="row 001", times=1)]) as server:
         first = generate(tmp_path, server, prompts_file(tmp_path, 3))
         spec = PipelineSpec(steps=[StepSpec("generate-images", {"serving": "openai-images", "base_url": server.url,
@@ -119,7 +121,7 @@ def test_failed_rows_are_retried_on_request(tmp_path, util):
     assert attempts == {"row 000": 1, "row 001": 2, "row 002": 1}
 
 
-def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path, util):
+def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path):
     n, concurrency = 80, 4
     input_path = prompts_file(tmp_path, n, "kill")
     out = tmp_path / "killed"
@@ -140,14 +142,14 @@ def test_kill_9_then_rerun_repeats_no_committed_request(tmp_path, util):
     assert not repeated, f"committed rows requested again: {sorted(repeated)}"
     redone = {r.prompt for r in after} & {r.prompt for r in server.requests[:kill_index]}
     assert len(redone) <= concurrency + 1  # at most the batches that were in flight
-    rows = util.step_rows(out, 1)
+    rows = step_rows(out, 1)
     ids = [r["id"] for r in rows]
     assert sorted(ids) == sorted(by_prompt) and len(ids) == len(set(ids))  # every row exactly once
     for row in rows:
         assert (out / row["images"][0]).is_file()
 
 
-def test_kill_9_at_high_concurrency_redoes_only_the_requests_in_flight(tmp_path, util):
+def test_kill_9_at_high_concurrency_redoes_only_the_requests_in_flight(tmp_path):
     # Results are kept as they arrive (the step's journal), not per batch or per commit: after a
     # kill -9 half-way, the rerun sends at most one request per slot that was busy, plus the rows
     # the killed run never asked for.
@@ -167,7 +169,7 @@ def test_kill_9_at_high_concurrency_redoes_only_the_requests_in_flight(tmp_path,
 
     never_asked = n - len(requested)
     assert len(after) <= concurrency + never_asked, (len(after), never_asked)
-    rows = util.step_rows(out, 1)
+    rows = step_rows(out, 1)
     ids = [r["id"] for r in rows]
     assert sorted(ids) == [f"r{i:03d}" for i in range(n)] and len(ids) == len(set(ids))  # every row exactly once
     for row in rows:

@@ -9,7 +9,7 @@ import pytest
 from pixmill import Run
 from pixmill.pipeline import PipelineSpec, build_operator, run_pipeline
 from pixmill.plugins import get_registry
-from pixmill.testing.openai_server import FakeOpenAIServer
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "example_data" / "judge"
 

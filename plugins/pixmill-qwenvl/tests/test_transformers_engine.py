@@ -48,18 +48,18 @@ def _image_token_id(model_dir) -> int:
 
 
 def _rows_with_images(make_png) -> list[dict]:
-    a = make_png("a.png", (56, 56))      # 2x2 merged patches -> 4 image tokens
-    b = make_png("b.png", (84, 56))      # 3x2 -> 6
-    c = make_png("c.png", (30, 30))      # rounded to 28x28 -> 1
-    d = make_png("d.png", (112, 112))    # above max_pixels: down to 56x56 -> 4
+    a = make_png("images/a.png", size=(56, 56))      # 2x2 merged patches -> 4 image tokens
+    b = make_png("images/b.png", size=(84, 56))      # 3x2 -> 6
+    c = make_png("images/c.png", size=(30, 30))      # rounded to 28x28 -> 1
+    d = make_png("images/d.png", size=(112, 112))    # above max_pixels: down to 56x56 -> 4
     return [{"id": "one", "prompt": "a cat", "image": a},
             {"id": "two", "prompt": "a dog", "image": [b, c]},
             {"id": "three", "prompt": "a cow", "image": [a, c, d]}]
 
 
-def test_judge_shows_every_image_of_every_row_to_the_model(tiny_model, run_steps, read_step, make_png, model_inputs):
-    results, out = run_steps(_rows_with_images(make_png), [StepSpec("judge", _serving(tiny_model, max_tokens=4))])
-    done, failed = read_step(out, results[1])
+def test_judge_shows_every_image_of_every_row_to_the_model(tiny_model, pixmill_run, make_png, model_inputs):
+    run = pixmill_run(_rows_with_images(make_png), [StepSpec("judge", _serving(tiny_model, max_tokens=4))])
+    done, failed = run.step_by_id(1), run.step_failed(1)
 
     assert "Qwen2_5_VLForConditionalGeneration" in model_inputs["classes"]  # loaded by from_pretrained
     prefill = model_inputs["prompt_ids"][0]
@@ -73,9 +73,9 @@ def test_judge_shows_every_image_of_every_row_to_the_model(tiny_model, run_steps
     assert all(r.startswith("judge: unparsable answer") and "raw: '" in r for r in failed.values())
 
 
-def test_caption_describes_each_image_and_records_the_text(tiny_model, run_steps, read_step, make_png, model_inputs):
-    results, out = run_steps(_rows_with_images(make_png), [StepSpec("caption", _serving(tiny_model, max_tokens=4))])
-    done, failed = read_step(out, results[1])
+def test_caption_describes_each_image_and_records_the_text(tiny_model, pixmill_run, make_png, model_inputs):
+    run = pixmill_run(_rows_with_images(make_png), [StepSpec("caption", _serving(tiny_model, max_tokens=4))])
+    done, failed = run.step_by_id(1), run.step_failed(1)
     prefill = model_inputs["prompt_ids"][0]
     # one request per image (six), batched in one generate(), each with its own image's tokens
     assert (prefill == _image_token_id(tiny_model)).sum(dim=1).tolist() == [4, 6, 1, 4, 1, 4]
@@ -85,24 +85,24 @@ def test_caption_describes_each_image_and_records_the_text(tiny_model, run_steps
     assert len(done["two"]["caption"]) == 2
 
 
-def test_a_bad_image_fails_its_row_and_the_batch_goes_on(tiny_model, run_steps, read_step, make_png):
-    img = make_png("a.png", (56, 56))
-    bad = make_png("thin.png", (600, 2))  # aspect ratio the processor cannot take: fails alone
+def test_a_bad_image_fails_its_row_and_the_batch_goes_on(tiny_model, pixmill_run, make_png):
+    img = make_png("images/a.png", size=(56, 56))
+    bad = make_png("images/thin.png", size=(600, 2))  # aspect ratio the processor cannot take: fails alone
     rows = [{"id": "ok1", "prompt": "a cat", "image": img}, {"id": "thin", "prompt": "a cat", "image": bad},
             {"id": "ok2", "prompt": "a dog", "image": img}]
-    results, out = run_steps(rows, [StepSpec("judge", _serving(tiny_model, max_tokens=6))])
-    done, failed = read_step(out, results[1])
+    run = pixmill_run(rows, [StepSpec("judge", _serving(tiny_model, max_tokens=6))])
+    done, failed = run.step_by_id(1), run.step_failed(1)
     assert set(failed) == {"ok1", "thin", "ok2"} and not done
     assert "aspect ratio" in failed["thin"]  # the bad image fails its own row...
     assert all(failed[k].startswith("judge: unparsable answer") for k in ("ok1", "ok2"))  # ...the others ran
 
 
-def test_vqascore_from_the_models_logprobs(tiny_model, run_steps, read_step, make_png):
-    img = make_png("a.png", (56, 56))
+def test_vqascore_from_the_models_logprobs(tiny_model, pixmill_run, make_png):
+    img = make_png("images/a.png", size=(56, 56))
     rows = [{"id": "r", "prompt": "a red cube", "image": img}]
     # top_logprobs above the tiny vocabulary: the whole distribution, so yes/no are always present
-    results, out = run_steps(rows, [StepSpec("judge", _serving(tiny_model, top_logprobs=1000, mode="vqascore"))])
-    done, failed = read_step(out, results[1])
+    run = pixmill_run(rows, [StepSpec("judge", _serving(tiny_model, top_logprobs=1000, mode="vqascore"))])
+    done, failed = run.step_by_id(1), run.step_failed(1)
     assert failed == {}
     scores = done["r"]["scores"]
     assert 0.0 < scores["vqascore"] < 1.0

@@ -11,10 +11,10 @@ from PIL import Image
 from pixmill.image_files import probe_image
 from pixmill.pipeline import StepSpec
 from pixmill.serving import ChatRequest
-from pixmill.testing.openai_server import FakeOpenAIServer
 from pixmill_qwenvl.engines.hf import TransformersEngine, load_processor
 from pixmill_qwenvl.engines.vllm_engine import build_vllm_inputs
 from pixmill_qwenvl.serving import QwenVLServing
+from pixmill_testing.openai_server import FakeOpenAIServer
 
 LO, HI = 4 * 784, 16 * 784
 ANSWER = '{"rationale": "ok", "prompt_alignment": 8, "visual_quality": 8, "overall": 8}'
@@ -54,15 +54,15 @@ def _arrays(images) -> list[np.ndarray]:
     return [np.asarray(im.convert("RGB")) for im in images]
 
 
-def test_the_three_engines_see_the_same_pixels_for_a_row(tmp_path, tiny_model, run_steps, read_step):
+def test_the_three_engines_see_the_same_pixels_for_a_row(tmp_path, tiny_model, pixmill_run):
     paths = _inputs(tmp_path / "images")
     row = {"id": "r", "prompt": "a photo", "image": [f"images/{p.name}" for p in paths]}
     with FakeOpenAIServer(chat_handler=lambda rec: ANSWER) as server:
-        results, out = run_steps([row], [StepSpec("judge", {
+        run = pixmill_run([row], [StepSpec("judge", {
             "serving": "qwen-vl", "engine": "openai", "base_url": server.url, "model": "m",
             "min_pixels": LO, "max_pixels": HI})])
         sent = server.requests[0].images
-    assert read_step(out, results[1])[0]["r"]["scores"]["overall"] == 8.0
+    assert run.step_by_id(1)["r"]["scores"]["overall"] == 8.0
     # The image that fits goes byte for byte; the others were prepared, as lossless PNGs.
     assert sent[0] == paths[0].read_bytes()
     assert [Image.open(io.BytesIO(b)).format for b in sent] == ["PNG", "PNG", "PNG"]
@@ -97,7 +97,7 @@ def test_a_file_shared_by_many_rows_is_prepared_once_per_step(tmp_path):
                 {"type": "image", "image": probe_image(source)}, {"type": "text", "text": f"row {i}"}]}])
                 for i in range(12)]
             answers = serving.chat(requests)
-            prepared = serving.uploads.prepared
+            prepared = serving.http.uploads.prepared
         finally:
             serving.unload()
         sent = [r.images[0] for r in server.requests]
@@ -107,16 +107,16 @@ def test_a_file_shared_by_many_rows_is_prepared_once_per_step(tmp_path):
     assert Image.open(io.BytesIO(sent[0])).size[0] * Image.open(io.BytesIO(sent[0])).size[1] <= HI
 
 
-def test_upload_format_jpeg_sends_jpeg_at_the_given_quality(tmp_path, run_steps, read_step):
+def test_upload_format_jpeg_sends_jpeg_at_the_given_quality(tmp_path, pixmill_run):
     _noise((300, 200), seed=5).save(tmp_path / "big.png")
     row = {"id": "r", "prompt": "a photo", "image": str(tmp_path / "big.png")}
     sizes = {}
     for quality in (30, 95):
         with FakeOpenAIServer(chat_handler=lambda rec: ANSWER) as server:
-            run_steps([row], [StepSpec("judge", {"serving": "qwen-vl", "engine": "openai", "base_url": server.url,
-                                                 "model": "m", "min_pixels": LO, "max_pixels": HI,
-                                                 "upload_format": "jpeg", "upload_quality": quality})],
-                      name=f"q{quality}")
+            pixmill_run([row], [StepSpec("judge", {"serving": "qwen-vl", "engine": "openai", "base_url": server.url,
+                                                   "model": "m", "min_pixels": LO, "max_pixels": HI,
+                                                   "upload_format": "jpeg", "upload_quality": quality})],
+                        name=f"q{quality}")
             data = server.requests[0].images[0]
         assert Image.open(io.BytesIO(data)).format == "JPEG"
         sizes[quality] = len(data)

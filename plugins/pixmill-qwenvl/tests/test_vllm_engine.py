@@ -79,18 +79,19 @@ def _cuda() -> bool:
 @pytest.mark.gpu
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
 @pytest.mark.skipif(not _cuda(), reason="vLLM in-process needs a CUDA GPU")
-def test_vllm_judges_a_multi_image_row_in_process(tmp_path_factory, run_steps, read_step, make_png):
+def test_vllm_judges_a_multi_image_row_in_process(tmp_path_factory, pixmill_run, make_png):
     from pixmill_qwenvl.tiny import build_tiny_qwen_vl
 
     model = build_tiny_qwen_vl(tmp_path_factory.mktemp("vllm") / "small", preset="small")
-    rows = [{"id": "r", "prompt": "a cat", "image": [make_png("a.png", (56, 56)), make_png("b.png", (84, 56))]},
-            {"id": "q", "prompt": "a dog", "image": make_png("c.png", (56, 56))}]
+    rows = [{"id": "r", "prompt": "a cat",
+             "image": [make_png("images/a.png", size=(56, 56)), make_png("images/b.png", size=(84, 56))]},
+            {"id": "q", "prompt": "a dog", "image": make_png("images/c.png", size=(56, 56))}]
     serving = {"serving": "qwen-vl", "engine": "vllm", "model": str(model), "max_pixels": 56 * 84,
                "gpu_memory_utilization": 0.3, "max_model_len": 2048, "dtype": "bfloat16"}
-    results, out = run_steps(rows, [StepSpec("caption", {**serving, "max_tokens": 4}),
-                                    StepSpec("judge", {**serving, "mode": "vqascore", "top_logprobs": 20})])
-    captioned, failed = read_step(out, results[1])
+    run = pixmill_run(rows, [StepSpec("caption", {**serving, "max_tokens": 4}),
+                             StepSpec("judge", {**serving, "mode": "vqascore", "top_logprobs": 20})])
+    captioned, failed = run.step_by_id(1), run.step_failed(1)
     assert not failed and len(captioned["r"]["caption"]) == 2
-    judged, failed = read_step(out, results[2])
+    judged, failed = run.step_by_id(2), run.step_failed(2)
     # random weights: yes/no may miss the top 20, which is a recorded failure, never a crash
     assert set(judged) | set(failed) == {"r", "q"}

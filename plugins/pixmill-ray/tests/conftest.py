@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import read_jsonl, write_jsonl  # tests/helpers.py, on the pytest pythonpath
 
 HERE = Path(__file__).resolve().parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -58,19 +57,6 @@ def _shutdown_ray_at_the_end():
         sys.modules["ray"].shutdown()
 
 
-def step_rows(out: Path, index: int = 1) -> list[dict]:
-    """The committed rows of step ``index``, read as users read them (pixmill.Run)."""
-    from pixmill import Run
-
-    return list(Run(out).rows(step=index))
-
-
-def step_failed(out: Path, index: int = 1) -> dict[str, str]:
-    from pixmill import Run
-
-    return {f["id"]: f["reason"] for f in Run(out).steps[index].failures()}
-
-
 def pixels(path: Path) -> bytes:
     from PIL import Image
 
@@ -80,8 +66,8 @@ def pixels(path: Path) -> bytes:
 
 @pytest.fixture
 def rt() -> Any:
-    """The helpers above, as a fixture (test modules cannot import conftest under importlib mode)."""
+    """The helpers above, as a fixture (test modules cannot import conftest under importlib mode);
+    input files and a run's rows come from the harness (``pixmill_testing``)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(write_rows=write_jsonl, read_rows=read_jsonl, step_rows=step_rows, step_failed=step_failed,
-                           pixels=pixels)
+    return SimpleNamespace(pixels=pixels)

@@ -9,6 +9,7 @@ import time
 import pytest
 from pixmill import Storage
 from pixmill.ops.images import GenerateImages
+from pixmill_testing import step_failures, step_rows, write_jsonl
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -32,18 +33,18 @@ def cluster(ray_env):
     c.shutdown()
 
 
-def test_batches_run_on_both_nodes_and_a_removed_node_loses_nothing(tmp_path, rt, cluster, caplog):
+def test_batches_run_on_both_nodes_and_a_removed_node_loses_nothing(tmp_path, cluster, caplog):
     from ray_paint import RayPaint
 
     caplog.set_level("WARNING", logger="pixmill")
     c, nodes = cluster
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(32)]
-    inp = rt.write_rows(tmp_path / "in.jsonl", rows)
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out"
 
     def nodes_seen() -> set:
         try:
-            return {r["image_meta"]["node"] for r in rt.step_rows(out)}
+            return {r["image_meta"]["node"] for r in step_rows(out, 1)}
         except Exception as exc:  # noqa: BLE001 - the run is being written; keep polling
             errors.append(repr(exc))
             return set()
@@ -62,8 +63,8 @@ def test_batches_run_on_both_nodes_and_a_removed_node_loses_nothing(tmp_path, rt
                  executor_options={"replicas": 2, "cpus_per_replica": 1}) as st:
         result = GenerateImages(serving=RayPaint(delay=0.5), batch_size=2, output_key="image").run(st.step())
     remover.join(timeout=5)
-    made = rt.step_rows(out)
-    assert result.failed == 0 and not rt.step_failed(out)
+    made = step_rows(out, 1)
+    assert result.failed == 0 and not step_failures(out, 1)
     assert sorted(int(r["id"]) for r in made) == list(range(32)), "every row done exactly once"
     assert len({r["image_meta"]["node"] for r in made}) == 2, "batches ran on both worker nodes"
     assert all((out / r["image"]).is_file() for r in made)

@@ -12,6 +12,7 @@ from pixmill.context import StepContext
 from pixmill.errors import PixmillError
 from pixmill.executor import StepTask
 from pixmill.ops.images import GenerateImages
+from pixmill_testing import read_jsonl, step_failures, step_rows, write_jsonl
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,22 +25,22 @@ def paint(**opts):
     return RayPaint(**opts)
 
 
-def run(tmp_path: Path, rt, rows: list[dict], op, name: str, executor: str = "ray", retry_failed: bool = False,
+def run(tmp_path: Path, rows: list[dict], op, name: str, executor: str = "ray", retry_failed: bool = False,
         **executor_options) -> tuple[list[dict], dict[str, str], Path, Storage]:
-    inp = rt.write_rows(tmp_path / f"{name}.jsonl", rows)
+    inp = write_jsonl(tmp_path / f"{name}.jsonl", rows)
     out = tmp_path / name
     opts = {**RAY, **executor_options} if executor == "ray" else {}
     with Storage(input=inp, out=out, executor=executor, executor_options=opts, retry_failed=retry_failed) as st:
         op.run(st.step())
         executor_obj = st._runner.executor
-    return rt.step_rows(out), rt.step_failed(out), out, executor_obj
+    return step_rows(out, 1), step_failures(out, 1), out, executor_obj
 
 
 def test_same_rows_and_pixels_as_the_local_executor_made_by_other_processes(tmp_path, rt, local_ray):
     rows = [{"id": str(i), "prompt": f"prompt {i}"} for i in range(10)] + [{"id": "r", "prompt": "refuse"}]
     op = GenerateImages(serving=paint(delay=0.2), batch_size=2, output_key="image")
-    local, local_failed, out1, _ = run(tmp_path, rt, rows, op, "local", executor="local")
-    remote, remote_failed, out2, ex = run(tmp_path, rt, rows, op, "ray", runtime_env={"env_vars": {"HF_TOKEN": "hf_x"}})
+    local, local_failed, out1, _ = run(tmp_path, rows, op, "local", executor="local")
+    remote, remote_failed, out2, ex = run(tmp_path, rows, op, "ray", runtime_env={"env_vars": {"HF_TOKEN": "hf_x"}})
     assert ex.actors_started == 2
     # Batches finish in any order; the runner records each row with its upstream position.
     local, remote = (sorted(rs, key=lambda r: r["id"]) for rs in (local, remote))
@@ -53,15 +54,15 @@ def test_same_rows_and_pixels_as_the_local_executor_made_by_other_processes(tmp_
     assert '"name": "ray"' in manifest and "runtime_env" not in manifest and "hf_x" not in manifest
 
 
-def test_a_killed_worker_fails_only_its_batch_and_retry_failed_completes_it(tmp_path, rt, local_ray):
+def test_a_killed_worker_fails_only_its_batch_and_retry_failed_completes_it(tmp_path, local_ray):
     rows = [{"id": str(i), "prompt": "boom" if i == 5 else f"prompt {i}"} for i in range(12)]
-    done, failed, out, ex = run(tmp_path, rt, rows, GenerateImages(serving=paint(die_on="boom"), batch_size=2, output_key="image"), "kill")
+    done, failed, out, ex = run(tmp_path, rows, GenerateImages(serving=paint(die_on="boom"), batch_size=2, output_key="image"), "kill")
     assert set(failed) == {"4", "5"}, "only the batch holding the fatal row fails"
     assert "died while running this batch of 2 rows" in failed["4"]
     assert len(done) == 10
     assert ex.actors_started == 3, "a replacement actor started"
     # die_on is not part of the step key: the same step, now with a healthy serving, retries them.
-    done2, failed2, _, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2, output_key="image"), "kill",
+    done2, failed2, _, _ = run(tmp_path, rows, GenerateImages(serving=paint(), batch_size=2, output_key="image"), "kill",
                                retry_failed=True)
     assert not failed2 and sorted(int(r["id"]) for r in done2) == list(range(12))
 
@@ -86,13 +87,13 @@ def test_the_executor_reads_batches_lazily(tmp_path, local_ray):
     assert len(list(stream)) == 29 and len(read) == 30
 
 
-def test_http_and_model_free_steps_start_no_actors(tmp_path, rt, local_ray):
+def test_http_and_model_free_steps_start_no_actors(tmp_path, local_ray):
     from pixmill import get_serving
     from pixmill.ops.basic import Filter
-    from pixmill.testing.openai_server import FakeOpenAIServer
+    from pixmill_testing.openai_server import FakeOpenAIServer
 
     rows = [{"id": str(i), "prompt": f"prompt {i}", "n": i} for i in range(6)]
-    inp = rt.write_rows(tmp_path / "in.jsonl", rows)
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
     with FakeOpenAIServer() as server, Storage(input=inp, out=tmp_path / "out", executor="ray",
                                                executor_options=RAY) as st:
         Filter(where="n < 4").run(st.step())
@@ -103,17 +104,17 @@ def test_http_and_model_free_steps_start_no_actors(tmp_path, rt, local_ray):
     assert len(made) == 4 and all(r["image_meta"]["pid"] == os.getpid() for r in made)
 
 
-def test_a_replica_that_cannot_load_stops_the_step_with_the_reason(tmp_path, rt, local_ray):
+def test_a_replica_that_cannot_load_stops_the_step_with_the_reason(tmp_path, local_ray):
     rows = [{"id": "0", "prompt": "p"}]
     with pytest.raises(PixmillError, match=r"every worker failed to start: Ray replica \d .*weights not found"):
-        run(tmp_path, rt, rows, GenerateImages(serving=paint(fail_load=True)), "load")
+        run(tmp_path, rows, GenerateImages(serving=paint(fail_load=True)), "load")
 
 
-def test_an_actor_ray_cannot_place_fails_naming_the_resources(tmp_path, rt, local_ray):
+def test_an_actor_ray_cannot_place_fails_naming_the_resources(tmp_path, local_ray):
     rows = [{"id": "0", "prompt": "p"}]
     op = GenerateImages(serving=paint(), batch_size=1, output_key="image")
     with pytest.raises(PixmillError, match="Ray could not place a replica .* asks for 0 GPUs and 64 CPUs"):
-        run(tmp_path, rt, rows, op, "place", replicas=1, cpus_per_replica=64, placement_timeout=2)
+        run(tmp_path, rows, op, "place", replicas=1, cpus_per_replica=64, placement_timeout=2)
 
 
 DRIVER = """
@@ -145,14 +146,14 @@ def _committed(ledger: Path) -> dict[str, int]:
     return done
 
 
-def _driver_after_first_commit(tmp_path: Path, rt, ray, ray_env, n: int, out: Path, delay: float):
+def _driver_after_first_commit(tmp_path: Path, ray, ray_env, n: int, out: Path, delay: float):
     """Start a driver process (the Python API, joining the test's Ray) over ``n`` rows and return
     once it committed a batch: (process, ledger path, script path)."""
     import subprocess
     import sys
     import time
 
-    inp = rt.write_rows(tmp_path / "in.jsonl", [{"id": str(i), "prompt": f"prompt {i}"} for i in range(n)])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "prompt": f"prompt {i}"} for i in range(n)])
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(here=str(Path(__file__).parent), inp=str(inp), out=str(out),
                                     address=ray.get_runtime_context().gcs_address, env=ray_env, delay=delay))
@@ -174,29 +175,29 @@ def test_kill_9_of_the_driver_mid_step_then_rerun_gives_the_uninterrupted_output
     import sys
 
     out = tmp_path / "killed"
-    proc, ledger, script = _driver_after_first_commit(tmp_path, rt, local_ray, ray_env, 24, out, delay=0.3)
+    proc, ledger, script = _driver_after_first_commit(tmp_path, local_ray, ray_env, 24, out, delay=0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    before = {r["id"]: r["image_meta"]["pid"] for r in rt.step_rows(out) if r["id"] in _committed(ledger)}
+    before = {r["id"]: r["image_meta"]["pid"] for r in step_rows(out, 1) if r["id"] in _committed(ledger)}
     assert 0 < len(before) < 24, "killed mid-step"
     rerun = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
-    resumed = {r["id"]: r for r in rt.step_rows(out)}
+    resumed = {r["id"]: r for r in step_rows(out, 1)}
     assert sorted(resumed, key=int) == [str(i) for i in range(24)], "every row exactly once"
     assert all(resumed[i]["image_meta"]["pid"] == pid for i, pid in before.items()), "committed rows kept"
-    rows = rt.read_rows(tmp_path / "in.jsonl")
-    uninterrupted, _, clean, _ = run(tmp_path, rt, rows, GenerateImages(serving=paint(), batch_size=2, output_key="image"), "clean",
+    rows = read_jsonl(tmp_path / "in.jsonl")
+    uninterrupted, _, clean, _ = run(tmp_path, rows, GenerateImages(serving=paint(), batch_size=2, output_key="image"), "clean",
                                      executor="local")
     for r in uninterrupted:
         assert resumed[r["id"]]["image"] == r["image"]
         assert rt.pixels(out / r["image"]) == rt.pixels(clean / r["image"])
 
 
-def test_ctrl_c_starts_no_new_batch_and_commits_what_finishes(tmp_path, rt, local_ray, ray_env):
+def test_ctrl_c_starts_no_new_batch_and_commits_what_finishes(tmp_path, local_ray, ray_env):
     import signal
 
     out = tmp_path / "interrupted"
-    proc, ledger, _ = _driver_after_first_commit(tmp_path, rt, local_ray, ray_env, 40, out, delay=1.0)
+    proc, ledger, _ = _driver_after_first_commit(tmp_path, local_ray, ray_env, 40, out, delay=1.0)
     at_interrupt = len(_committed(ledger))
     proc.send_signal(signal.SIGINT)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pixmill_testing import step_rows, write_jsonl
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,13 +34,13 @@ def _steps(models, edit: bool) -> list:
     return steps
 
 
-def _run(tmp_path: Path, rt, models, name: str, edit: bool, **executor_options) -> Path:
+def _run(tmp_path: Path, models, name: str, edit: bool, **executor_options) -> Path:
     """Run the pipeline into tmp_path/name; returns the run folder."""
     from pixmill import Run
     from pixmill.pipeline import PipelineSpec, run_pipeline
 
     rows = [{"id": str(i), "prompt": f"a small picture number {i}"} for i in range(6)]
-    inp = rt.write_rows(tmp_path / "prompts.jsonl", rows)
+    inp = write_jsonl(tmp_path / "prompts.jsonl", rows)
     spec = PipelineSpec(steps=_steps(models, edit), input=inp, out=tmp_path / name,
                         executor="ray" if executor_options else "local", executor_options=executor_options)
     results = run_pipeline(spec)
@@ -49,8 +50,8 @@ def _run(tmp_path: Path, rt, models, name: str, edit: bool, **executor_options) 
 
 
 def _same_outputs(rt, a: Path, b: Path, step: int, key: str) -> None:
-    rows_a = sorted(rt.step_rows(a, step), key=lambda r: r["id"])
-    rows_b = sorted(rt.step_rows(b, step), key=lambda r: r["id"])
+    rows_a = sorted(step_rows(a, step), key=lambda r: r["id"])
+    rows_b = sorted(step_rows(b, step), key=lambda r: r["id"])
     assert [r[key] for r in rows_a] == [r[key] for r in rows_b], "the same rows and file names"
     for ra in rows_a:
         assert rt.pixels(a / ra[key]) == rt.pixels(b / ra[key]), f"byte-identical pixels for row {ra['id']}"
@@ -64,15 +65,15 @@ def test_flux_and_kontext_on_ray_make_the_local_pixels_shared_and_shipped(tmp_pa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        local = _run(tmp_path, rt, models, "local", edit=True)
+        local = _run(tmp_path, models, "local", edit=True)
     finally:
         torch.set_num_threads(threads)
     # Executor options never enter a step key: the second run reuses the first one's generate step
     # (made with files written straight into the run folder) and ships the Kontext edits back, the
     # generated images reaching the replica through the driver's file server.
-    on_ray = _run(tmp_path, rt, models, "ray", edit=False, replicas=1, cpus_per_replica=0.5, files="shared")
+    on_ray = _run(tmp_path, models, "ray", edit=False, replicas=1, cpus_per_replica=0.5, files="shared")
     _same_outputs(rt, local, on_ray, 1, "image")
-    _run(tmp_path, rt, models, "ray", edit=True, replicas=1, cpus_per_replica=0.5, files="ship")
+    _run(tmp_path, models, "ray", edit=True, replicas=1, cpus_per_replica=0.5, files="ship")
     _same_outputs(rt, local, on_ray, 1, "image")
     _same_outputs(rt, local, on_ray, 2, "edited_image")
     assert not list(on_ray.glob(".pixmill-ray-*")), "the shared-storage marker is removed"

@@ -1,27 +1,11 @@
-"""Fixtures for pixmill-safety: a run helper over the real runner, a tiny CLIP, scene images."""
+"""Fixtures for pixmill-safety: a tiny CLIP and scene images (runs go through the harness's
+``pixmill_run``, from pixmill-testing)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from helpers import write_jsonl
-from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
-
-
-@pytest.fixture
-def run_steps(tmp_path: Path):
-    """Run steps over rows through the real runner; returns (output rows, last step folder)."""
-
-    def run(rows: list[dict], steps: list[StepSpec], name: str = "run", **kw) -> tuple[list[dict], Path]:
-        inp = write_jsonl(tmp_path / f"{name}.jsonl", rows)
-        results = run_pipeline(PipelineSpec(steps=steps, input=inp, out=tmp_path / name, **kw))
-        folder = tmp_path / name / results[-1].folder
-        from pixmill import Run
-
-        return list(Run(tmp_path / name).rows()), folder
-
-    return run
 
 
 @pytest.fixture(scope="session")

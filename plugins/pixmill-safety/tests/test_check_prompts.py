@@ -4,11 +4,11 @@ against the loopback OpenAI-compatible server, 429 and 500 retried."""
 from __future__ import annotations
 
 import pytest
-from helpers import read_jsonl
 from pixmill.errors import ConfigError
 from pixmill.pipeline import StepSpec
-from pixmill.testing.openai_server import FakeOpenAIServer, FaultRule
 from pixmill_safety.blocklist import BlockList, normalize
+from pixmill_testing import read_jsonl
+from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
 
 def test_matches_are_whole_word_and_ignore_case_and_accents(tmp_path):
@@ -22,39 +22,42 @@ def test_matches_are_whole_word_and_ignore_case_and_accents(tmp_path):
     assert normalize("Ｎüde  Ｃafé") == "nude cafe"  # full-width letters and accents unified
 
 
-def test_builtin_list_flags_and_drop_records_the_words(tmp_path, run_steps):
+def test_builtin_list_flags_and_drop_records_the_words(tmp_path, pixmill_run):
     rows = [{"prompt": "a cat on a sofa"}, {"prompt": "A NÜDE figure, gory scene"},
             {"conversations": [{"role": "user", "content": "a nudibranch in the sea"}]}, {"caption": "no prompt"}]
-    out, folder = run_steps(rows, [StepSpec("check-prompts", {})])
+    run = pixmill_run(rows, [StepSpec("check-prompts", {})])
+    out, folder = run.rows, run.folder
     verdicts = {r["id"]: r["prompt_check"] for r in out}
     assert verdicts["0"] == {"flagged": False, "categories": [], "matches": {}}
     assert verdicts["1"]["flagged"] and verdicts["1"]["categories"] == ["sexual", "violence"]
     assert verdicts["1"]["matches"] == {"sexual": ["nude"], "violence": ["gory"]}
     assert not verdicts["2"]["flagged"]
     assert "--input-key" in read_jsonl(folder / "failed.jsonl")[0]["reason"]
-    out, folder = run_steps(rows[:3], [StepSpec("check-prompts", {"drop": True})], name="dropped")
+    run = pixmill_run(rows[:3], [StepSpec("check-prompts", {"drop": True})], name="dropped")
+    out, folder = run.rows, run.folder
     assert [r["id"] for r in out] == ["0", "2"]
     dropped = read_jsonl(folder / "dropped.jsonl")
     assert dropped[0]["id"] == "1" and "nude" in dropped[0]["reason"]
     assert dropped[0]["prompt_check"]["categories"] == ["sexual", "violence"]
 
 
-def test_a_missing_or_bad_list_is_a_config_error(tmp_path, run_steps):
+def test_a_missing_or_bad_list_is_a_config_error(tmp_path, pixmill_run):
     with pytest.raises(ConfigError, match="cannot be read"):
-        run_steps([{"prompt": "x"}], [StepSpec("check-prompts", {"blocklist": [str(tmp_path / "nope.txt")]})])
+        pixmill_run([{"prompt": "x"}], [StepSpec("check-prompts", {"blocklist": [str(tmp_path / "nope.txt")]})])
     bad = tmp_path / "bad.txt"
     bad.write_text("re:(unclosed\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="bad.txt:1"):
-        run_steps([{"prompt": "x"}], [StepSpec("check-prompts", {"blocklist": [str(bad)]})])
+        pixmill_run([{"prompt": "x"}], [StepSpec("check-prompts", {"blocklist": [str(bad)]})])
 
 
-def test_moderation_over_http_with_429_and_500_retried(tmp_path, run_steps):
+def test_moderation_over_http_with_429_and_500_retried(tmp_path, pixmill_run):
     rules = [FaultRule("429", index=0), FaultRule("500", index=1)]
     with FakeOpenAIServer(rules=rules, retry_after=0.01) as server:
         rows = [{"prompt": "a quiet lake"}, {"prompt": "he will kill the dragon"}, {"prompt": "you idiot"}]
         opts = {"serving": "openai-moderation", "base_url": server.url, "api_key": "test", "builtin": False,
                 "texts_per_request": 2}
-        out, folder = run_steps(rows, [StepSpec("check-prompts", opts)])
+        run = pixmill_run(rows, [StepSpec("check-prompts", opts)])
+        out, folder = run.rows, run.folder
         statuses = [r.status for r in server.requests]
     assert not (folder / "failed.jsonl").exists()
     verdicts = {r["id"]: r["prompt_check"] for r in out}
@@ -63,12 +66,13 @@ def test_moderation_over_http_with_429_and_500_retried(tmp_path, run_steps):
     assert statuses.count(429) == 1 and statuses.count(500) == 1 and statuses.count(200) == 2
 
 
-def test_moderation_gives_up_on_the_row_not_the_run(tmp_path, run_steps):
+def test_moderation_gives_up_on_the_row_not_the_run(tmp_path, pixmill_run):
     with FakeOpenAIServer(rules=[FaultRule("500", match="storm")]) as server:
         rows = [{"prompt": "a storm at sea"}, {"prompt": "a calm sea"}]
         opts = {"serving": "openai-moderation", "base_url": server.url, "api_key": "test", "max_retries": 1,
                 "texts_per_request": 1}
-        out, folder = run_steps(rows, [StepSpec("check-prompts", opts)])
+        run = pixmill_run(rows, [StepSpec("check-prompts", opts)])
+        out, folder = run.rows, run.folder
     assert [r["id"] for r in out] == ["1"]
     reason = read_jsonl(folder / "failed.jsonl")[0]["reason"]
     assert "moderation failed" in reason and "500" in reason

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_jsonl, write_jsonl
 from pixmill.errors import ConfigError
-from pixmill.gallery.run_view import FILTERED, RunView
 from pixmill.pipeline import StepSpec
+from pixmill.run import FILTERED, Run
 from pixmill_safety.hash_index import HammingIndex, all_pairs_nearest
 from pixmill_safety.samples import near_copies, scene
+from pixmill_testing import read_jsonl, write_jsonl
 
 
 def _dataset(folder: Path, n_originals: int = 12) -> tuple[list[dict], dict[str, str]]:
@@ -41,9 +41,9 @@ def _dataset(folder: Path, n_originals: int = 12) -> tuple[list[dict], dict[str,
     return rows, expected
 
 
-def test_copies_are_marked_with_their_original_and_no_original_is_touched(tmp_path, run_steps):
+def test_copies_are_marked_with_their_original_and_no_original_is_touched(tmp_path, pixmill_run):
     rows, expected = _dataset(tmp_path)
-    out, folder = run_steps(rows, [StepSpec("dedupe-images", {"batch_size": 7})])
+    out = pixmill_run(rows, [StepSpec("dedupe-images", {"batch_size": 7})]).rows
     marks = {r["id"]: r["duplicate_of"] for r in out}
     assert {k: v for k, v in marks.items() if v is not None} == expected
     assert all(marks[f"o{s}"] is None for s in range(12))
@@ -51,38 +51,40 @@ def test_copies_are_marked_with_their_original_and_no_original_is_touched(tmp_pa
     assert all(len(r["image_hashes"]["phash"]) == 16 for r in out)
 
 
-def test_drop_records_every_dropped_row_with_its_original(tmp_path, run_steps):
+def test_drop_records_every_dropped_row_with_its_original(tmp_path, pixmill_run):
     rows, expected = _dataset(tmp_path)
-    out, folder = run_steps(rows, [StepSpec("dedupe-images", {"drop": True})])
+    run = pixmill_run(rows, [StepSpec("dedupe-images", {"drop": True})])
+    out, folder = run.rows, run.folder
     assert [r["id"] for r in out] == [f"o{s}" for s in range(12)]
     dropped = {d["id"]: d for d in read_jsonl(folder / "dropped.jsonl")}
     assert {k: d["duplicate_of"] for k, d in dropped.items()} == expected
     assert "same file bytes" in dropped["exact-of-o0"]["reason"]
-    shown = {v.row["id"]: v for v in RunView(tmp_path / "run").iter_all() if v.status == FILTERED}
+    shown = {v.row["id"]: v for v in Run(tmp_path / "run").statuses() if v.status == FILTERED}
     assert set(shown) == set(expected) and shown["o3-jpeg70"].row["duplicate_of"] == "o3"
     assert "duplicate of row o3" in shown["o3-jpeg70"].reason
 
 
-def test_batch_size_and_rerun_do_not_change_the_result(tmp_path, run_steps):
+def test_batch_size_and_rerun_do_not_change_the_result(tmp_path, pixmill_run):
     rows, _ = _dataset(tmp_path)
-    first, _ = run_steps(rows, [StepSpec("dedupe-images", {"batch_size": 1})], name="one")
-    big, _ = run_steps(rows, [StepSpec("dedupe-images", {"batch_size": 1000})], name="big")
-    again, _ = run_steps(rows, [StepSpec("dedupe-images", {"batch_size": 1})], name="one")
+    first = pixmill_run(rows, [StepSpec("dedupe-images", {"batch_size": 1})], name="one").rows
+    big = pixmill_run(rows, [StepSpec("dedupe-images", {"batch_size": 1000})], name="big").rows
+    again = pixmill_run(rows, [StepSpec("dedupe-images", {"batch_size": 1})], name="one").rows
     assert first == big == again
 
 
-def test_max_distance_zero_keeps_near_copies_and_bad_rows_fail_alone(tmp_path, run_steps):
+def test_max_distance_zero_keeps_near_copies_and_bad_rows_fail_alone(tmp_path, pixmill_run):
     rows, _ = _dataset(tmp_path, n_originals=3)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
     rows += [{"id": "broken", "images": ["broken.png"]}, {"id": "gone", "images": ["nope.png"]}]
-    out, folder = run_steps(rows, [StepSpec("dedupe-images", {"max_distance": 0})])
+    run = pixmill_run(rows, [StepSpec("dedupe-images", {"max_distance": 0})])
+    out, folder = run.rows, run.folder
     marked = {r["id"]: r["duplicate_distance"] for r in out if r["duplicate_of"]}
     assert "exact-of-o0" in marked and set(marked.values()) == {0}
     assert len(marked) < 10  # some copies differ by a bit or more: kept at distance 0
     reasons = {f["id"]: f["reason"] for f in read_jsonl(folder / "failed.jsonl")}
     assert "'broken.png'" in reasons["broken"] and "not found" in reasons["gone"]
     with pytest.raises(ConfigError, match="max-distance"):
-        run_steps(rows, [StepSpec("dedupe-images", {"max_distance": 40})], name="bad")
+        pixmill_run(rows, [StepSpec("dedupe-images", {"max_distance": 40})], name="bad")
 
 
 def test_index_agrees_with_all_pairs_on_random_codes():
@@ -120,7 +122,7 @@ run_pipeline(PipelineSpec(steps=[StepSpec("dedupe-images", {"batch_size": 3, "dr
 """
 
 
-def test_kill_mid_step_then_rerun_gives_the_same_dataset(tmp_path, run_steps):
+def test_kill_mid_step_then_rerun_gives_the_same_dataset(tmp_path, pixmill_run):
     rows, expected = _dataset(tmp_path)
     inp = write_jsonl(tmp_path / "killed.jsonl", rows)
     script = tmp_path / "slow_run.py"
@@ -134,7 +136,8 @@ def test_kill_mid_step_then_rerun_gives_the_same_dataset(tmp_path, run_steps):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 0 < len(ledger.read_text().splitlines()) < 14  # it really stopped mid-step
-    out, folder = run_steps(rows, [StepSpec("dedupe-images", {"batch_size": 3, "drop": True})], name="killed")
-    fresh, fresh_folder = run_steps(rows, [StepSpec("dedupe-images", {"batch_size": 3, "drop": True})], name="fresh")
+    run = pixmill_run(rows, [StepSpec("dedupe-images", {"batch_size": 3, "drop": True})], name="killed")
+    out, folder = run.rows, run.folder
+    fresh = pixmill_run(rows, [StepSpec("dedupe-images", {"batch_size": 3, "drop": True})], name="fresh").rows
     assert out == fresh
     assert {d["id"]: d["duplicate_of"] for d in read_jsonl(folder / "dropped.jsonl")} == expected

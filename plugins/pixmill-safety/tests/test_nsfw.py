@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from helpers import read_jsonl
 from PIL import Image
 from pixmill.pipeline import StepSpec
 from pixmill_safety.nsfw import EXPLICIT, LABELS, NudeNetDetector
 from pixmill_safety.samples import scene
+from pixmill_testing import read_jsonl
 
 
-def test_every_row_gets_scores_in_range_and_a_corrupt_image_fails_alone(tmp_path, run_steps):
+def test_every_row_gets_scores_in_range_and_a_corrupt_image_fails_alone(tmp_path, pixmill_run):
     rows = []
     for i in range(5):
         scene(i, side=320 + 40 * i).save(tmp_path / f"s{i}.png")
@@ -19,7 +19,8 @@ def test_every_row_gets_scores_in_range_and_a_corrupt_image_fails_alone(tmp_path
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     rows.append({"images": ["corrupt.png"]})
     rows.append({"images": ["s0.png", "s1.png"]})
-    out, folder = run_steps(rows, [StepSpec("detect-nsfw", {"batch_size": 3, "boxes": True})])
+    run = pixmill_run(rows, [StepSpec("detect-nsfw", {"batch_size": 3, "boxes": True})])
+    out, folder = run.rows, run.folder
     assert len(out) == 7
     figures = [f for r in out for f in (r["nsfw"] if isinstance(r["nsfw"], list) else [r["nsfw"]])]
     assert len(figures) == 8 and isinstance(out[-1]["nsfw"], list)
@@ -47,9 +48,10 @@ def test_batching_does_not_change_the_scores_and_detections_are_real():
     assert raw.shape[1] == 4 + len(LABELS) and raw.shape[2] > 1000
 
 
-def test_drop_above_records_the_score(tmp_path, run_steps):
+def test_drop_above_records_the_score(tmp_path, pixmill_run):
     scene(1).save(tmp_path / "a.png")
-    out, folder = run_steps([{"image": "a.png"}], [StepSpec("detect-nsfw", {"drop_above": 0.0})])
+    run = pixmill_run([{"image": "a.png"}], [StepSpec("detect-nsfw", {"drop_above": 0.0})])
+    out, folder = run.rows, run.folder
     assert out == []
     dropped = read_jsonl(folder / "dropped.jsonl")
     assert dropped[0]["reason"].startswith("nsfw score") and 0.0 <= dropped[0]["nsfw_score"] <= 1.0

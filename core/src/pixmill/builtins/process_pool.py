@@ -27,8 +27,8 @@ from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from typing import Any, Iterable, Iterator
 
-from ..errors import EnvironmentFault, PixmillError
-from ..executor import Batch, StepTask, _reason
+from ..errors import EnvironmentFault, PixmillError, failure_reason
+from ..executor import Batch, StepTask
 from ..operator import Outcome
 from ..worker_pool import MAX_RESTARTS, PREFETCH, BatchBook, Replica, WorkerState
 
@@ -74,7 +74,7 @@ def _worker_main(wid: int, device: str, spec_blob: bytes, inbox: Any, conn: Conn
         # Unpickled only now, after the device is pinned: the spec's classes may import torch.
         replica = Replica(pickle.loads(spec_blob), local_device)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        conn.send((_LOAD_FAILED, wid, None, _reason(exc)))
+        conn.send((_LOAD_FAILED, wid, None, failure_reason(exc)))
         return
     conn.send((_READY, wid, None, None))
     try:

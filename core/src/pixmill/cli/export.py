@@ -16,11 +16,11 @@ def export_rows(run_dir: Path, to: Path, step: str | None = None, partial: bool 
     """Write the rows of the run's last step (or ``step``) to ``to`` (format from its suffix).
     Returns the count. A run that did not finish is refused unless ``partial`` (see
     :func:`pixmill.exporting.check_exportable`)."""
-    from ..gallery.run_view import RunView
+    from ..run import Run
 
-    view = RunView(run_dir, step=step)
-    check_exportable(view, step, partial)
-    last = view.last
+    run = Run(run_dir)
+    last = run.step(-1 if step is None else step)
+    check_exportable(run, last, step, partial)
     store_cls = get_registry().store_for_suffix(to.suffix)
     if store_cls is None:
         suffixes = ", ".join(c.suffix for c in get_registry().classes("stores").values())
@@ -28,7 +28,7 @@ def export_rows(run_dir: Path, to: Path, step: str | None = None, partial: bool 
                           f"use one of: {suffixes}")
     to.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(to)
-    return store_cls().write_file(to, last.iter_rows())
+    return store_cls().write_file(to, last.rows())
 
 
 def _parse_size(text: str) -> int:

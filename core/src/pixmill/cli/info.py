@@ -14,7 +14,7 @@ from ..plugins import get_registry
 def _options(options: tuple[Option, ...]) -> list[dict]:
     return [{"name": o.name, "flag": o.flag, "type": o.type.__name__, "default": None if o.secret else o.default,
              "help": o.help, **({"choices": list(o.choices)} if o.choices else {}),
-             **({"required": True} if o.required else {})} for o in options]
+             **({"required": True} if o.required else {}), **({"when": o.when} if o.when else {})} for o in options]
 
 
 @click.command("plugins")

@@ -15,7 +15,7 @@ def click_option(opt: Option, help_prefix: str = "", flag: str | None = None, de
     default applies otherwise."""
     flag = flag or opt.flag
     dest = dest or opt.name
-    help_text = f"{help_prefix}{opt.help}"
+    help_text = f"{help_prefix}{f'with {opt.when}: ' if opt.when else ''}{opt.help}"
     if opt.default not in (None, "", [], {}) and not opt.secret:
         help_text += f"  [default: {opt.default}]"
     if opt.required:

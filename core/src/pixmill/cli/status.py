@@ -25,10 +25,8 @@ def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
     """Per step: name, folder, complete, done, failed, rows, and failure reasons grouped by pattern
     (most frequent first), each with an example reason and example row ids."""
     steps = []
-    for folder in (s.folder for s in Run(run_dir).steps):
-        info = folder.info
-        state = folder.load_state(with_ids=False)
-        damaged = folder.damaged_parts(state)
+    for run_step in Run(run_dir).steps:
+        info, state, damaged = run_step.info, run_step.counts, run_step.damaged()
         counts: Counter[str] = Counter()
         example: dict[str, str] = {}
         ids: dict[str, list[str]] = {}
@@ -40,7 +38,7 @@ def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
             if len(ids.setdefault(pattern, [])) < examples:
                 ids[pattern].append(fail["id"])
         step = {
-            "name": info.get("name", folder.name), "folder": folder.name, "complete": bool(info.get("complete")),
+            "name": info.get("name", run_step.name), "folder": run_step.name, "complete": bool(info.get("complete")),
             "done": state.done_count if info.get("name") != "input" else state.rows, "failed": len(state.failed),
             "rows": state.rows, "seconds": info.get("seconds"),
             "failures": [{"reason": example[p], "count": c, "example_ids": ids[p]} for p, c in counts.most_common()],

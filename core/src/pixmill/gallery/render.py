@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import quote
 
-from ..fields import META_SUFFIX
-from ..rows import ID_KEY
+from ..fields import DISPLAY_TEXT_FIELDS, META_SUFFIX, image_paths, scores_of
+from ..rows import ID_KEY, prompt_text
+from ..run import FAILED, FILTERED, OK, RowStatus, Run
 from ..store import atomic_replace, temp_path
 from .curation import FIGURE_LABELS, curation_of
-from .run_view import FAILED, FILTERED, OK, RunView, ViewRow, file_href, image_paths
 from .thumbs import Thumbnailer, ThumbStats
 
 log = logging.getLogger("pixmill.gallery")
@@ -51,22 +52,14 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
     Image files are shown only under the run folder, the input's folder and ``allow_roots`` (see
     :mod:`pixmill.file_roots`)."""
     started = time.monotonic()
-    view = RunView(run_dir, image_keys=image_keys, prompt_key=prompt_key, score_key=score_key,
-                   allow_roots=allow_roots)
-    out = Path(out) if out is not None else view.run_dir / "gallery.html"
+    run = Run(run_dir, allow_roots=allow_roots)
+    out = Path(out) if out is not None else run.path / "gallery.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     html_dir = out.parent.resolve()
     filtered: dict[str, int] = {}
-    rows = list(view.iter_all(filtered))
-    columns = view.detect_image_columns(r.row for r in rows)
-
-    sources: list[Path] = []
-    for r in rows:
-        for key in columns:
-            for p in image_paths(r.row.get(key)) or ():
-                found = view.resolver.resolve(p)
-                if found is not None:
-                    sources.append(found)
+    rows = list(run.statuses(filtered=filtered))
+    columns = run.image_columns((r.row for r in rows), image_keys)
+    sources = [found for r in rows for key in columns for found in run.images(r.row, key) if found is not None]
     files_dir = out.with_name(out.stem + "_files")
     thumbnailer = Thumbnailer(None if embed else files_dir, size=thumb_size, workers=workers, embed=embed)
     thumbs = thumbnailer.make_all(sources)
@@ -76,18 +69,18 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
         value = thumbs.get(source)
         return None if value is None else (value if embed else thumb_prefix + quote(value))
 
-    records = [_record(view, r, columns, html_dir, thumb_url) for r in rows]
+    records = [_record(run, r, columns, html_dir, thumb_url, prompt_key, score_key) for r in rows]
     counts = Counter(r.status for r in rows)
     page = {
-        "title": title or f"pixmill run {view.run_dir.resolve().name}",
-        "run": str(view.run_dir),
-        "created": view.manifest.get("created"),
-        "incomplete": view.incomplete,
-        "pixmill": view.manifest.get("pixmill"),
+        "title": title or f"pixmill run {run.path.resolve().name}",
+        "run": str(run.path),
+        "created": run.manifest.get("created"),
+        "incomplete": run.incomplete,
+        "pixmill": run.manifest.get("pixmill"),
         "page_size": page_size,
         "score_key": score_key,
         "image_columns": columns,
-        "steps": [s.as_dict() for s in view.step_summaries(filtered)],
+        "steps": [s.as_dict() for s in run.summaries(filtered=filtered)],
         "counts": {OK: counts[OK], FAILED: counts[FAILED], FILTERED: counts[FILTERED]},
         "rows": records,
         "figures": [label for label in FIGURE_LABELS if any(label in r.get("cu", {}) for r in records)],
@@ -101,33 +94,30 @@ def write_gallery(run_dir: Path | str, out: Path | str | None = None, *, embed: 
     return GalleryResult(out, len(rows), dict(page["counts"]), thumbnailer.stats, seconds, columns)
 
 
-def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path, thumb_url) -> dict[str, Any]:
+def _record(run: Run, r: RowStatus, columns: dict[str, bool], html_dir: Path, thumb_url,
+            prompt_key: str | None, score_key: str) -> dict[str, Any]:
     """One row as the page's JS reads it (short keys: thousands of these are embedded)."""
     row = r.row
-    prompt_key, prompt = view.prompt_of(row)
-    overall, subs, rationale = view.scores_of(row)
+    prompt_key, prompt = prompt_of(row, prompt_key)
+    overall, subs, rationale = scores_of(row, score_key)
     groups = []
     for key in columns:
         paths = image_paths(row.get(key)) or []
         if not paths:
             continue
-        metas = row.get(key + META_SUFFIX)
-        metas = metas if isinstance(metas, list) else [metas] * len(paths)
         images = []
         generated = False
-        for i, p in enumerate(paths):
-            found = view.resolver.resolve(p)
-            meta = metas[i] if i < len(metas) and isinstance(metas[i], dict) else None
+        for p, found, meta in zip(paths, run.images(row, key), run.provenance(row, key), strict=True):
             if found is None:
-                refused = view.resolver.refused.get(p)
+                refused = run.files.refused.get(p)
                 images.append({"t": None, "f": p, "miss": True, **({"why": refused} if refused else {})})
                 continue
-            generated = generated or view.resolver.is_generated(found)
+            generated = generated or run.files.is_generated(found)
             images.append({"t": thumb_url(found), "f": file_href(found, html_dir), "c": _caption(meta),
                             "m": _meta_text(meta)})
         groups.append({"k": key, "gen": generated, "i": images})
     groups.sort(key=lambda g: g["gen"])  # sources first, then what the run made: side by side
-    skip = {ID_KEY, view.score_key, prompt_key, *columns, *(k + META_SUFFIX for k in columns)}
+    skip = {ID_KEY, score_key, prompt_key, *columns, *(k + META_SUFFIX for k in columns)}
     extra = {k: _short(v) for k, v in row.items() if k not in skip}
     rec: dict[str, Any] = {"id": str(row.get(ID_KEY, "")), "st": r.status, "step": r.step, "p": prompt,
                            "pk": prompt_key, "g": groups, "s": overall}
@@ -145,6 +135,30 @@ def _record(view: RunView, r: ViewRow, columns: dict[str, bool], html_dir: Path,
     if flags:
         rec["fl"] = flags
     return rec
+
+
+def prompt_of(row: dict, prompt_key: str | None = None) -> tuple[str | None, str]:
+    """(field, text) of the row's prompt or instruction: ``prompt_key``, else the first of
+    :data:`pixmill.fields.DISPLAY_TEXT_FIELDS` the row has."""
+    for key in (prompt_key,) if prompt_key else DISPLAY_TEXT_FIELDS:
+        value = row.get(key) if key else None
+        if value in (None, "", []):
+            continue
+        try:
+            text = prompt_text(value)
+        except (ValueError, TypeError, AttributeError):
+            text = str(value)
+        if text.strip():
+            return key, text
+    return None, ""
+
+
+def file_href(target: Path, start: Path) -> str:
+    """A link from a page in ``start`` to ``target``: always a relative URL, percent-encoded and
+    starting with ``./`` or ``../``, so no file name (``javascript:alert(1).png``,
+    ``https:x.png``, ``#x.png``) can turn into a script, another site or an in-page anchor."""
+    rel = quote(Path(os.path.relpath(target, start)).as_posix())
+    return rel if rel.startswith("../") else "./" + rel
 
 
 def _caption(meta: dict | None) -> str:

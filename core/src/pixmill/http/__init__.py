@@ -1,7 +1,9 @@
 """Shared machinery for servings that talk HTTP to OpenAI-compatible APIs.
 
-- :class:`OpenAICompatibleServing` + :func:`http_options`: the base serving (model, base URL, key
-  lookup, concurrency, rpm, timeout, retries) that HTTP servings in any plugin build on;
+- :class:`HTTPConnection` + :func:`endpoint_options`: one connection to an endpoint (base URL, key
+  lookup, concurrency, rpm, timeout, retries, uploads) and its options, which a serving composes;
+- :class:`OpenAICompatibleServing` + :func:`http_options`: the base of servings that only talk HTTP
+  (``--model`` plus the connection's options);
 - :class:`RequestEngine`: bounded concurrency, rate limit, per-attempt timeout, retries with
   exponential backoff and full jitter honouring ``Retry-After``, on one background event loop;
 - :func:`normalize_base_url`, :func:`make_client`: endpoint joining and client construction;
@@ -14,10 +16,12 @@ Nothing here imports ``openai`` at import time. Its dependencies are the core's 
 from __future__ import annotations
 
 from .client import make_client
+from .connection import DEFAULT_BASE_URL, HTTPConnection, endpoint_options
 from .engine import RequestEngine
-from .errors import RequestError, TransientError, is_transient, retry_after
-from .serving import DEFAULT_BASE_URL, OpenAICompatibleServing, http_options
+from .errors import RequestError, ResponseTooLarge, TransientError, is_transient, retry_after
+from .serving import OpenAICompatibleServing, http_options
 from .urls import normalize_base_url, redact_url
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAICompatibleServing", "RequestEngine", "RequestError", "TransientError",
-           "ResponseTooLarge", "http_options", "is_transient", "make_client", "normalize_base_url", "redact_url", "retry_after"]
+__all__ = ["DEFAULT_BASE_URL", "HTTPConnection", "OpenAICompatibleServing", "RequestEngine", "RequestError",
+           "ResponseTooLarge", "TransientError", "endpoint_options", "http_options", "is_transient", "make_client",
+           "normalize_base_url", "redact_url", "retry_after"]

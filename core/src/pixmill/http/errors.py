@@ -11,6 +11,8 @@ import email.utils
 import time
 from typing import Any
 
+from ..errors import RowError
+
 # Statuses worth retrying: rate limits, timeouts and server-side trouble. Everything else in 4xx
 # (bad request, refusal, auth, not found) fails the same way every time.
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -21,11 +23,12 @@ class TransientError(Exception):
     """Raise from a request coroutine for a response worth retrying (a malformed or truncated body)."""
 
 
-class RequestError(Exception):
+class RequestError(RowError):
     """A request that failed for good: a permanent error, or retries exhausted.
 
     ``str()`` is one line with the HTTP status (when there was one) and the provider's message, which
-    is what the row's failure reason shows. ``status`` is ``None`` for timeouts and connection errors.
+    is what the row's failure reason shows (a :class:`~pixmill.errors.RowError`: see
+    :func:`pixmill.errors.failure_reason`). ``status`` is ``None`` for timeouts and connection errors.
     """
 
     def __init__(self, message: str, status: int | None = None, attempts: int = 1, transient: bool = False):

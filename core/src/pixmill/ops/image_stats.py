@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 from typing import Any
 
 from ..context import StepContext
+from ..image_files import open_row_image
 from ..operator import Dropped
 from ..options import Option
 from .per_image import IMAGE_KEY, WORKERS, PerImageOperator
@@ -80,21 +82,13 @@ class ImageStats(PerImageOperator):
     )
     default_batch_size = 256
 
-    def load(self, ctx: StepContext, path: str, field: str) -> Any:
-        from PIL import UnidentifiedImageError
+    def load(self, ctx: StepContext, row: dict, path: str, field: str) -> Any:
+        return open_row_image(ctx, path, field, row=row, read=self._figures)
 
-        resolved = ctx.resolve(path)
-        try:
-            data = resolved.read_bytes()
-        except OSError:
-            raise ValueError(f"image {path!r} in field {field!r} not found (looked for {resolved})") from None
-        try:
-            img, figures = header_figures(data)
-            if self.config["pixels"]:
-                figures.update(pixel_figures(img, int(self.config["max_side"] or 0),
-                                             float(self.config["blank_contrast"])))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"image {path!r} in field {field!r} cannot be read: {exc}") from None
+    def _figures(self, path: Path) -> dict[str, Any]:
+        img, figures = header_figures(path.read_bytes())
+        if self.config["pixels"]:
+            figures.update(pixel_figures(img, int(self.config["max_side"] or 0), float(self.config["blank_contrast"])))
         return figures
 
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:

@@ -36,7 +36,7 @@ from typing import Any
 
 from .. import fields
 from ..context import StepContext
-from ..errors import ConfigError, is_environment_error
+from ..errors import ConfigError, failure_reason
 from ..fields import (
     EDITED_IMAGES,
     GENERATED_IMAGES,
@@ -48,7 +48,7 @@ from ..fields import (
 )
 from ..files import write_atomic
 from ..gallery.thumbs import write_sidecar
-from ..image_files import load_image
+from ..image_files import open_row_image
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_texts
@@ -210,7 +210,7 @@ class _ImageOperator(Operator):
             if len(paths) not in (1, wanted):
                 raise ValueError(f"field {key!r} holds {len(paths)} control images for {wanted} ControlNets: "
                                  "give one image, or one per ControlNet")
-            inputs["control_images"] = [open_image(ctx, p, key, "RGB") for p in paths]
+            inputs["control_images"] = [open_row_image(ctx, p, key, row=row) for p in paths]
             used["control_image"] = paths[0] if len(paths) == 1 else paths
         if self.serving.uses_reference_images():
             key = self.config["reference_key"] or fields.REFERENCE_IMAGES
@@ -218,7 +218,7 @@ class _ImageOperator(Operator):
             if not paths:
                 raise ValueError(f"field {key!r} holds no reference image for the IP-Adapter "
                                  "(set --reference-key to the field that has it)")
-            inputs["reference_images"] = [open_image(ctx, p, key, "RGB") for p in paths]
+            inputs["reference_images"] = [open_row_image(ctx, p, key, row=row) for p in paths]
             used["reference_images"] = paths
         return inputs, used
 
@@ -238,7 +238,7 @@ class _ImageOperator(Operator):
                 continue
             n_requests, as_list, used = plan
             if error is not None:
-                outcomes.append(Failed(_reason(error)))
+                outcomes.append(Failed(failure_reason(error)))
                 continue
             images = [img for imgs in row_results for img in imgs]
             expected = n_requests * self.images_per_prompt
@@ -257,11 +257,6 @@ class _ImageOperator(Operator):
             outcomes.append({**row, out_key: paths if many else paths[0],
                              meta_field(out_key): metas if many else metas[0]})
         return outcomes
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text if text else type(exc).__name__
 
 
 class GenerateImages(_ImageOperator):
@@ -334,7 +329,7 @@ class EditImages(_ImageOperator):
         paths = image_list(get_field(row, key))
         if not paths:
             raise ValueError(f"field {key!r} holds no image (set --image-key to the field with the input image)")
-        return [open_image(ctx, p, key, "RGB", self.image_files) for p in paths]
+        return [open_row_image(ctx, p, key, row=row, as_file=self.image_files) for p in paths]
 
     def _load_mask(self, row: dict, ctx: StepContext) -> Any:
         key = self.config["mask_key"]
@@ -345,27 +340,7 @@ class EditImages(_ImageOperator):
             return None  # this row edits without a mask (image-to-image)
         if len(paths) > 1:
             raise ValueError(f"field {key!r} must hold one mask image path, found {len(paths)}")
-        return open_image(ctx, paths[0], key, "L", self.image_files)
-
-
-def open_image(ctx: StepContext, path: str, key: str, mode: str, as_file: bool = False) -> Any:
-    """Open an image named in a row, fully read (or, with ``as_file``, as an
-    :class:`~pixmill.image_files.ImageFile` whose header was checked), or raise ValueError naming
-    the file and field."""
-    from PIL import UnidentifiedImageError
-
-    try:
-        resolved = ctx.readable(path)
-    except ValueError as exc:  # outside the allowed folders: never read, never uploaded
-        raise ValueError(f"field {key!r}: {exc}") from None
-    if not resolved.is_file():
-        raise ValueError(f"image {path!r} in field {key!r} not found (looked for {resolved})")
-    try:
-        return load_image(resolved, mode, as_file)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        if is_environment_error(exc):
-            raise  # the machine's fault (permissions, I/O, memory), not the row's: the step stops
-        raise ValueError(f"image {path!r} in field {key!r} cannot be read: {exc}") from None
+        return open_row_image(ctx, paths[0], key, row=row, mode="L", as_file=self.image_files)
 
 
 IMAGE_OPERATORS = [GenerateImages, EditImages]

@@ -11,9 +11,9 @@ import math
 from typing import Any
 
 from ..context import StepContext
-from ..errors import ConfigError, PixmillError, RowError, is_environment_error
+from ..errors import ConfigError, RowError, failure_reason
 from ..fields import PROMPT_FIELDS, RESULT_IMAGE_FIELDS, first_present, result_image_field
-from ..image_files import load_image
+from ..image_files import open_row_image
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_text, set_field
@@ -35,8 +35,6 @@ def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--i
     :class:`~pixmill.image_files.ImageFile` references (header checked, pixels left on disk for
     the serving's upload); a one-line RowError naming the fix (``option`` is the flag that names
     the field)."""
-    from PIL import UnidentifiedImageError
-
     rid = row.get(ID_KEY, "?")
     if key is None:
         key = result_image_field(row)
@@ -52,28 +50,7 @@ def load_images(row: dict, key: str | None, ctx: StepContext, option: str = "--i
         raise RowError(f"row {rid}: field {key!r}: {exc}") from None
     if not paths:
         raise RowError(f"row {rid}: field {key!r} holds no image path (did the step that makes it fail?)")
-    images = []
-    for path in paths:
-        try:
-            absolute = ctx.readable(path)
-        except ValueError as exc:  # outside the allowed folders: never read, never uploaded
-            raise RowError(f"row {rid}: field {key!r}: {exc}") from None
-        try:
-            images.append(load_image(absolute, "RGB", as_files))
-        except FileNotFoundError:
-            raise RowError(f"row {rid}: image {path!r} (field {key!r}) not found at {absolute}; "
-                           "paths are relative to the run folder or the input file's folder") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            if is_environment_error(exc):
-                raise  # the machine's fault (permissions, I/O), not the row's: the step stops
-            raise RowError(f"row {rid}: image {path!r} (field {key!r}) is not a readable image: {exc}") from None
-    return images
-
-
-def serving_error(exc: BaseException) -> str:
-    if isinstance(exc, (RowError, PixmillError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return [open_row_image(ctx, path, key, row=row, as_file=as_files) for path in paths]
 
 
 class _VisionChatOperator(Operator):
@@ -201,7 +178,7 @@ class Judge(_VisionChatOperator):
 
     def _outcome(self, row: dict, answer: ChatResponse | Exception) -> Outcome:
         if isinstance(answer, Exception):
-            return Failed(f"judge: {serving_error(answer)}")
+            return Failed(f"judge: {failure_reason(answer)}")
         try:
             if self.rubric is None:
                 p_yes = yes_probability(answer.logprobs)
@@ -277,7 +254,7 @@ class Caption(_VisionChatOperator):
             mine = [next(answers) for _ in range(count)]
             failed = next((a for a in mine if isinstance(a, Exception)), None)
             if failed is not None:
-                outcomes[i] = Failed(f"caption: {serving_error(failed)}")
+                outcomes[i] = Failed(f"caption: {failure_reason(failed)}")
                 continue
             texts = [a.text.strip() for a in mine]  # type: ignore[union-attr]
             single = count == 1

@@ -52,7 +52,8 @@ def image_fields_read(key: str | None) -> list[tuple[str, ...]]:
 class PerImageOperator(Operator):
     """Measures each image of a row; subclasses implement :meth:`load` and :meth:`measure`.
 
-    ``load`` reads one image (raise ValueError naming the file to fail its row); ``measure`` gets
+    ``load`` reads one image of a row, through :func:`pixmill.image_files.open_row_image` (whose
+    :class:`~pixmill.image_files.ImageError`, a ValueError, fails the row); ``measure`` gets
     every loaded item of the batch with its row and returns one figure (or Exception) per item, so a
     model sees the whole batch at once. :meth:`drop_reason` may drop a measured row on purpose
     (recorded with its reason, see :class:`pixmill.operator.Dropped`).
@@ -63,7 +64,7 @@ class PerImageOperator(Operator):
     def fields_read(self) -> list[tuple[str, ...]]:
         return image_fields_read(self.config.get("image_key"))
 
-    def load(self, ctx: StepContext, path: str, field: str) -> Any:
+    def load(self, ctx: StepContext, row: dict, path: str, field: str) -> Any:
         raise NotImplementedError
 
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:
@@ -73,11 +74,11 @@ class PerImageOperator(Operator):
         """A :class:`Dropped` for a row to drop, else None (default: keep every row)."""
         return None
 
-    def _load_all(self, ctx: StepContext, jobs: list[tuple[str, str]]) -> list[Any]:
-        """Each (path, field) loaded, or the ValueError naming why not; in a thread pool with
+    def _load_all(self, ctx: StepContext, jobs: list[tuple[dict, str, str]]) -> list[Any]:
+        """Each (row, path, field) loaded, or the ValueError naming why not; in a thread pool with
         ``--workers`` above 1 (PIL decodes without holding the GIL, so threads use every core)."""
 
-        def one(job: tuple[str, str]) -> Any:
+        def one(job: tuple[dict, str, str]) -> Any:
             try:
                 return self.load(ctx, *job)
             except ValueError as exc:
@@ -94,7 +95,7 @@ class PerImageOperator(Operator):
 
     def process(self, rows: list[dict], ctx: StepContext) -> list[Outcome]:
         found: list[Any] = []
-        jobs: list[tuple[str, str]] = []
+        jobs: list[tuple[dict, str, str]] = []
         for row in rows:
             try:
                 field, paths, as_list = row_image_paths(row, self.config.get("image_key"))
@@ -102,7 +103,7 @@ class PerImageOperator(Operator):
                 found.append(Failed(str(exc)))
                 continue
             found.append((len(paths), as_list and len(paths) > 1))
-            jobs += [(p, field) for p in paths]
+            jobs += [(row, p, field) for p in paths]
         loaded = self._load_all(ctx, jobs)
         plans: list[Any] = []
         item_rows: list[dict] = []

@@ -18,11 +18,12 @@ from typing import Any
 
 from .. import fields
 from ..context import StepContext
+from ..image_files import open_row_image
 from ..operator import Failed, Operator, Outcome
 from ..options import Option
 from ..rows import ID_KEY, get_field, image_list, prompt_text
 from ..serving import UPSCALE, UpscaleRequest
-from .images import open_image, save_image
+from .images import save_image
 
 
 class UpscaleImages(Operator):
@@ -80,7 +81,7 @@ class UpscaleImages(Operator):
         paths = image_list(value)
         if not paths:
             raise ValueError(f"field {key!r} holds no image (set --image-key to the field with the images)")
-        images = [open_image(ctx, p, key, "RGB") for p in paths]
+        images = [open_row_image(ctx, p, key, row=row) for p in paths]
         prompt = self._prompt(row)
         rid = str(row[ID_KEY])
         first = len(requests)

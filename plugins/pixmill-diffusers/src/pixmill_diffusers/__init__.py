@@ -5,9 +5,11 @@
 - ``diffusers``: any other diffusers text-to-image, image-to-image or inpainting pipeline, and the
   SD x4 upscaler (``upscale-images``)
 - ``esrgan``: GAN upscalers (Real-ESRGAN, ESRGAN...) from a weights file, through spandrel
-- ``control-image``: an operator that makes ControlNet control images (canny edges, OpenCV)
+- ``control-image``: an operator that makes ControlNet control images (canny edges with OpenCV;
+  depth maps and OpenPose-style pose skeletons from transformers models)
 - ``pixmill diffusers make-tiny DIR --kind KIND``: a tiny random-weight pipeline (or upscaler file)
-  for smoke tests (``--kind controlnet|lora|ip-adapter --base DIR``: an add-on for one)
+  for smoke tests (``--kind controlnet|lora|ip-adapter --base DIR``: an add-on for one;
+  ``--kind depth|pose|person-detector``: an estimator for ``control-image``)
 
 torch and diffusers are imported only when a serving loads, so ``pixmill --help`` stays fast.
 """

@@ -35,7 +35,7 @@ class FluxServing(ConditionedServing, DiffusersServing):
             raise ConfigError(f"--model {self.config['model']} is a {found}: the {self.name} serving runs FLUX.1 "
                               "pipelines", "use --serving diffusers for it (SD 1.5, SDXL, SD3 and other pipelines)")
         self.check_conditioning(flux=True)
-        check_speed_options(self.config, self.devices() if self.config.get("quantize") else [])
+        check_speed_options(self.config, self.devices)
 
     def speed_up(self, pipe: Any, device: str) -> None:
         apply_speed_options(pipe, self.config, device, self.denoiser)

@@ -51,12 +51,22 @@ COMMON_OPTIONS = (*MODEL_OPTIONS, *RUN_OPTIONS, *MEMORY_OPTIONS)
 # refused on the CPU with a one-line error.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 QUANTIZE = ("fp8",)
+# --attention-backend NAME -> diffusers' attention dispatcher name. The first five are PyTorch's own
+# kernels (nothing to install; cudnn and flash need CUDA); the last two need the flash-attn package
+# (FlashAttention-2) or a FlashAttention-3 build (Hopper GPUs).
+ATTENTION_BACKENDS = {"native": "native", "cudnn": "_native_cudnn", "flash": "_native_flash",
+                      "efficient": "_native_efficient", "math": "_native_math", "flash-attn": "flash",
+                      "flash-attn-3": "_flash_3"}
+CUDA_ATTENTION = ("cudnn", "flash", "efficient", "flash-attn", "flash-attn-3")
 
 SPEED_OPTIONS = (
     Option("compile_mode", str, None, "torch.compile mode with --compile, e.g. max-autotune-no-cudagraphs "
            "(default: torch's)", choices=COMPILE_MODES, cache=False),
     Option("fuse_qkv", bool, False, "fuse the attention's query/key/value projections into one matmul", cache=False),
     Option("channels_last_vae", bool, False, "run the VAE in channels-last memory layout", cache=False),
+    Option("attention_backend", str, None, "attention kernel of the transformer: cudnn (fastest on Hopper), "
+           "flash, efficient, math, native (torch's pick, the default); flash-attn / flash-attn-3 need those "
+           "packages", choices=tuple(ATTENTION_BACKENDS), cache=False),
     Option("quantize", str, None, "quantize the transformer's weights: fp8 (torchao; CUDA GPUs of compute "
            "capability 8.9+, pip install torchao)", choices=QUANTIZE),
     Option("first_block_cache", float, None, "reuse the transformer's output across steps while its first "

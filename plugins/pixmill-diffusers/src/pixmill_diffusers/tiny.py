@@ -143,12 +143,17 @@ def make_tiny(folder: str | Path, kind: str = "flux", seed: int = 0) -> Path:
     """Build a tiny random-weight pipeline of ``kind`` and save it to ``folder`` (created).
 
     The folder then loads with ``FluxPipeline.from_pretrained(folder)`` (or the class of its kind)
-    and works as ``--model folder`` with the matching serving.
+    and works as ``--model folder`` with the matching serving. The estimator kinds (``depth``,
+    ``pose``, ``person-detector``) are transformers models for ``control-image``, see
+    :mod:`pixmill_diffusers.tiny_estimators`.
     """
     from .base import quiet_progress_bars
+    from .tiny_estimators import ESTIMATOR_KINDS, make_tiny_estimator
 
     if kind == "esrgan":
         return make_tiny_esrgan(folder, "compact", 4, seed)
+    if kind in ESTIMATOR_KINDS:
+        return make_tiny_estimator(folder, kind, seed)
     quiet_progress_bars()
     folder = Path(folder)
     pipe = build_tiny(kind, seed)

@@ -13,6 +13,7 @@ One option set, three engines, picked by ``--engine`` (never guessed from the mo
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 from dataclasses import replace
 from functools import partial
@@ -20,41 +21,47 @@ from pathlib import Path
 from typing import Any
 
 from pixmill.errors import ConfigError
-from pixmill.http import OpenAICompatibleServing, http_options
+from pixmill.http import HTTPConnection, endpoint_options
 from pixmill.http.uploads import UploadRule, upload_options
 from pixmill.options import Option, key_options
-from pixmill.serving import VISION_CHAT, ChatRequest, ChatResponse
+from pixmill.serving import VISION_CHAT, ChatRequest, ChatResponse, Serving
 
 from .images import FACTOR, upload_size
 from .messages import with_defaults
 
+log = logging.getLogger("pixmill.qwenvl")
+
 ENGINES = ("transformers", "vllm", "openai")
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # org/name, not ./x or /abs/path
+OVER_HTTP = "--engine openai"
 
-# Options that only mean something for some engines: left out of the step key of the others, so
-# that e.g. a --base-url default never splits the cache of an in-process run.
-_ENGINE_ONLY = {
-    "base_url": {"openai"}, "json_mode": {"openai"}, "upload_format": {"openai"}, "upload_quality": {"openai"},
-    "dtype": {"transformers", "vllm"}, "top_logprobs": {"transformers", "vllm"},
-}
+# The HTTP layer's options, declared by pixmill.http and applying only with --engine openai.
+_HTTP_OPTIONS = (
+    *endpoint_options(base_url="http://localhost:8000/v1", api_key_env="VLLM_API_KEY", concurrency=16, timeout=300.0,
+                      when=OVER_HTTP),
+    *(replace(o, when=OVER_HTTP) for o in upload_options(
+        "png", what="images outside the pixel bounds (or not RGB PNG/JPEG/WebP) are resized and re-encoded for upload")),
+    Option("json_mode", str, "json_object", "how JSON answers are requested: response_format json_object, or by "
+           "the prompt alone (for servers that reject response_format)", choices=("json_object", "prompt"),
+           when=OVER_HTTP),
+)
+_HTTP_NAMES = frozenset(o.name for o in _HTTP_OPTIONS)
+
+# Options of the in-process engines only: left out of the step key of the others, so that e.g. a
+# --dtype never splits the cache of a run against a server.
+_IN_PROCESS_ONLY = frozenset({"dtype", "top_logprobs", "device", "tensor_parallel_size", "gpu_memory_utilization",
+                              "max_model_len", "limit_mm_per_prompt"})
 
 
 def _options() -> tuple[Option, ...]:
-    shared = tuple(
-        replace(o, help="Hugging Face model id or local folder (transformers, vllm); the served model "
-                        "name (openai)") if o.name == "model" else o
-        for o in http_options(model=DEFAULT_MODEL, base_url="http://localhost:8000/v1",
-                              api_key_env="VLLM_API_KEY", concurrency=16, timeout=300.0)
-    )
     return (
         Option("engine", str, "transformers", "transformers (in-process, CPU/GPU), vllm (in-process vllm.LLM), "
                "or openai (an OpenAI-compatible server such as `vllm serve`)", choices=ENGINES),
-        *shared,
+        Option("model", str, DEFAULT_MODEL, "Hugging Face model id or local folder (transformers, vllm); the served "
+               "model name (openai)"),
         Option("min_pixels", int, 4 * FACTOR * FACTOR, "smallest image area sent to the model (upscaled to it)"),
         Option("max_pixels", int, 1280 * FACTOR * FACTOR, "largest image area sent to the model (downscaled to it)"),
-        *upload_options("png", what="images outside the pixel bounds (or not RGB PNG/JPEG/WebP) are resized and "
-                        "re-encoded for upload (openai engine)"),
         Option("temperature", float, 0.0, "sampling temperature when the operator sets none (0: greedy)"),
         Option("top_p", float, 1.0, "nucleus sampling (with temperature > 0)"),
         Option("max_tokens", int, 512, "longest answer when the operator sets none"),
@@ -67,17 +74,16 @@ def _options() -> tuple[Option, ...]:
         Option("gpu_memory_utilization", float, 0.9, "vllm: share of GPU memory it may take", cache=False),
         Option("max_model_len", int, None, "vllm: context length (default: the model's)", cache=False),
         Option("limit_mm_per_prompt", int, 8, "vllm: most images in one prompt", cache=False),
-        Option("json_mode", str, "json_object", "openai: how JSON answers are requested: response_format "
-               "json_object, or by the prompt alone (for servers that reject response_format)",
-               choices=("json_object", "prompt")),
+        *_HTTP_OPTIONS,
     )
 
 
-class QwenVLServing(OpenAICompatibleServing):
+class QwenVLServing(Serving):
     """Qwen2.5-VL for the ``vision-chat`` capability (``judge``, ``caption``), with three engines.
 
     ``pixmill run ... judge --serving qwen-vl --engine vllm --model Qwen/Qwen2.5-VL-7B-Instruct``;
-    ``--engine openai --base-url http://gpu-box:8000`` talks to ``vllm serve`` instead.
+    ``--engine openai --base-url http://gpu-box:8000`` talks to ``vllm serve`` instead, through an
+    :class:`~pixmill.http.HTTPConnection` (``http``) that only that engine has.
     """
 
     name = "qwen-vl"
@@ -85,8 +91,6 @@ class QwenVLServing(OpenAICompatibleServing):
     description = "Qwen2.5-VL vision-language model: transformers, vllm (in-process) or an OpenAI-compatible server"
     capabilities = frozenset({VISION_CHAT})
     options = _options()
-    requires_key = False  # a local `vllm serve` usually has no key; one is sent when configured
-    default_key_name = "vllm"
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -96,25 +100,38 @@ class QwenVLServing(OpenAICompatibleServing):
             raise ConfigError(f"serving {self.name}: --min-pixels {lo} / --max-pixels {hi} are not a valid range",
                               f"use 1 <= min-pixels <= max-pixels and max-pixels >= {FACTOR * FACTOR}")
         self._local: Any = None
+        # A local `vllm serve` usually has no key: one is sent when configured.
+        self.http = HTTPConnection(f"serving {self.name}", cfg, requires_key=False, default_key_name="vllm",
+                                   upload_rule=self.upload_rule) if self.engine_name == "openai" else None
 
     @property
     def engine_name(self) -> str:
         return str(self.config["engine"])
 
+    def _applies(self, option: str) -> bool:
+        if option in _HTTP_NAMES:
+            return self.http is not None
+        return self.http is None or option not in _IN_PROCESS_ONLY
+
     @property
     def parallel_batches(self) -> int:  # type: ignore[override]
         # HTTP: one batch per request slot; in-process: one batch at a time (the model already
         # batches on the device, and two generate() calls would fight over it).
-        return super().parallel_batches if self.engine_name == "openai" else 1
+        return self.http.concurrency if self.http else 1
 
     def rows_per_batch(self) -> int | None:
         # HTTP: one row per batch, kept as soon as it is answered; in-process: the operator's
         # batches (the model runs them as one batch on the device).
-        return super().rows_per_batch() if self.engine_name == "openai" else None
+        return 1 if self.http else None
+
+    def takes_image_files(self) -> bool:
+        # Every engine takes file references: HTTP uploads files as they are when it can, the
+        # in-process engines decode them in their own resize (images.fit_pixels).
+        return True
 
     def replica_resources(self) -> dict[str, float] | None:
         # HTTP stays on the driver (keys, rate limits); in-process engines are placed by their options.
-        if self.engine_name == "openai":
+        if self.http is not None:
             return None
         if self.engine_name == "vllm":
             return {"gpus": float(self.config["tensor_parallel_size"] or 1), "cpus": 1.0}
@@ -122,16 +139,25 @@ class QwenVLServing(OpenAICompatibleServing):
         return {"gpus": 0.0 if on_cpu else 1.0, "cpus": 1.0}
 
     def identity(self) -> dict[str, Any]:
-        opts = {k: v for k, v in key_options(self.options, self.config).items()
-                if self.engine_name in _ENGINE_ONLY.get(k, {self.engine_name})}
+        opts = {k: v for k, v in key_options(self.options, self.config).items() if self._applies(k)}
         return {"serving": self.name, "version": self.version, "options": opts}
+
+    def describe(self) -> dict[str, Any]:
+        # Every option, as given (a pipeline.yaml rebuilds the step from it), the base URL redacted.
+        out = super().describe()
+        out["options"] = HTTPConnection.redact(out["options"])
+        return out
 
     # -- fail fast ----------------------------------------------------------------------------
     def check(self) -> None:
-        engine = self.engine_name
-        if engine == "openai":
-            super().check()
+        if self.http is not None:
+            self.http.api_key()
             return
+        engine = self.engine_name
+        ignored = [o.flag for o in _HTTP_OPTIONS if self.config.get(o.name) != o.default]
+        if ignored:  # e.g. a --base-url without --engine openai: the model would run here instead
+            log.warning("serving %s: %s ignored: used only with %s (this step has --engine %s)", self.name,
+                        ", ".join(ignored), OVER_HTTP, engine)
         needs = {"transformers": ("torch", "transformers"), "vllm": ("vllm",)}[engine]
         missing = [m for m in needs if importlib.util.find_spec(m) is None]
         if missing:
@@ -146,12 +172,11 @@ class QwenVLServing(OpenAICompatibleServing):
 
     # -- lifecycle ----------------------------------------------------------------------------
     def load(self) -> None:
-        engine = self.engine_name
-        if engine == "openai":
-            super().load()
+        if self.http is not None:
+            self.http.open()
             return
         if self._local is None:
-            if engine == "vllm":
+            if self.engine_name == "vllm":
                 from .engines.vllm_engine import VLLMEngine
 
                 self._local = VLLMEngine(self.config)
@@ -162,8 +187,8 @@ class QwenVLServing(OpenAICompatibleServing):
         self._local.load()
 
     def unload(self) -> None:
-        if self.engine_name == "openai":
-            super().unload()
+        if self.http is not None:
+            self.http.close()
             return
         if self._local is not None:
             self._local.unload()
@@ -171,8 +196,8 @@ class QwenVLServing(OpenAICompatibleServing):
 
     # -- the capability -----------------------------------------------------------------------
     def chat(self, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
-        if self.engine_name == "openai":
-            return self._chat_http(requests)
+        if self.http is not None:
+            return self._chat_http(self.http, requests)
         if self._local is None:
             self.load()
         return self._local.chat(requests)
@@ -186,14 +211,14 @@ class QwenVLServing(OpenAICompatibleServing):
                           size=partial(upload_size, min_pixels=int(cfg["min_pixels"]), max_pixels=int(cfg["max_pixels"])),
                           encoding=cfg["upload_format"], quality=int(cfg["upload_quality"]), data_url=True)
 
-    def _chat_http(self, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
+    def _chat_http(self, http: HTTPConnection, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
         from pixmill.http.chat import chat_body, post_chat
 
         cfg = self.config
         model, json_mode = cfg["model"], cfg["json_mode"]
         top_p = cfg.get("top_p")
         extra = {"top_p": top_p} if top_p is not None and top_p != 1.0 else None
-        client, uploads = self.client, self.uploads
+        client, uploads = http.client, http.uploads
         for req in requests:  # start every upload of the batch before waiting for the first
             for image in _images(req.messages):
                 uploads.submit(image)
@@ -207,7 +232,7 @@ class QwenVLServing(OpenAICompatibleServing):
                 continue
             factories.append(lambda body=body: post_chat(client, model, body, provenance={"engine": "openai"}))
             slots.append(i)
-        for slot, answer in zip(slots, self.run_requests(factories), strict=True):
+        for slot, answer in zip(slots, http.run_requests(factories), strict=True):
             out[slot] = answer
         return out  # type: ignore[return-value]
 

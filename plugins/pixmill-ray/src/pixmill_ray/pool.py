@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from pixmill.errors import EnvironmentFault, PixmillError
+from pixmill.errors import EnvironmentFault, PixmillError, failure_reason
 from pixmill.executor import Batch, StepTask
 from pixmill.operator import Failed, Outcome
 from pixmill.worker_pool import BatchBook, WorkerState
@@ -237,9 +237,8 @@ class RayPool:
 
 
 def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None) or exc
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"[:2000]
+    """The failure reason of what a Ray task raised: its cause's, not Ray's wrapper's."""
+    return failure_reason(getattr(exc, "cause", None) or exc)
 
 
 def _death_reason(exc: Exception) -> str:

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from pixmill.executor import _reason
+from pixmill.errors import failure_reason
 from pixmill.worker_pool import Replica
 
 from .files import collect_files, remove_scratch, scratch_context, sees_marker
@@ -42,7 +42,7 @@ class ReplicaActor:
             ctx = scratch_context(spec["ctx"], file_server) if self.ship else None
             self.replica = Replica(spec, device, ctx)
         except BaseException as exc:  # noqa: BLE001 - the driver reports it and stops the step
-            return ("ship" if self.ship else "shared"), _reason(exc)
+            return ("ship" if self.ship else "shared"), failure_reason(exc)
         return ("ship" if self.ship else "shared"), None
 
     def run(self, rows: list[dict]) -> tuple[list, dict[str, bytes]]:

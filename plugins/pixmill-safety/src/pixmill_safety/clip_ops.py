@@ -7,8 +7,8 @@ from typing import Any
 
 from pixmill.context import StepContext
 from pixmill.fields import PROMPT_FIELDS, first_present
+from pixmill.image_files import open_row_image
 from pixmill.operator import Dropped
-from pixmill.ops.images import open_image
 from pixmill.ops.per_image import IMAGE_KEY, PerImageOperator
 from pixmill.options import Option
 from pixmill.rows import ID_KEY, get_field, prompt_text
@@ -23,8 +23,8 @@ class _EmbeddingOperator(PerImageOperator):
     capability = IMAGE_TEXT_EMBEDDING
     default_batch_size = 64
 
-    def load(self, ctx: StepContext, path: str, field: str) -> Any:
-        return open_image(ctx, path, field, "RGB")
+    def load(self, ctx: StepContext, row: dict, path: str, field: str) -> Any:
+        return open_row_image(ctx, path, field, row=row)
 
     def drop_reason(self, row: dict, figure: Any) -> Dropped | None:
         limit = self.config["drop_below"]

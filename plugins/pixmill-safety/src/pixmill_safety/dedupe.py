@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pixmill.context import StepContext
+from pixmill.image_files import ImageError, open_row_image
 from pixmill.operator import Dropped, Failed, Operator, Outcome
-from pixmill.ops.images import open_image
 from pixmill.ops.per_image import IMAGE_KEY, WORKERS, image_fields_read, row_image_paths
 from pixmill.options import Option
 from pixmill.rows import ID_KEY
@@ -113,15 +113,11 @@ class DedupeImages(Operator):
                 field, paths, _ = row_image_paths(row, key)
             except ValueError as exc:
                 return Failed(str(exc))
-            path = paths[0]
-            resolved = ctx.resolve(path)
             try:
-                return {**(cached if isinstance(cached, dict) else {}), **file_hashes(resolved, method)}
-            except FileNotFoundError:
-                return Failed(f"row {row.get(ID_KEY)}: image {path!r} in field {field!r} not found "
-                              f"(looked for {resolved})")
-            except Exception as exc:  # noqa: BLE001 - PIL raises several types for a bad file
-                return Failed(f"row {row.get(ID_KEY)}: image {path!r} in field {field!r} cannot be read: {exc}")
+                found = open_row_image(ctx, paths[0], field, row=row, read=lambda p: file_hashes(p, method))
+            except ImageError as exc:
+                return Failed(str(exc))
+            return {**(cached if isinstance(cached, dict) else {}), **found}
 
         todo = [r for r in rows if not isinstance(r.get(hash_key), dict) or not r[hash_key].get(method)]
         workers = self.config["workers"] or min(8, os.cpu_count() or 1)
@@ -182,7 +178,7 @@ class DedupeImages(Operator):
 
     def _image(self, row: dict, ctx: StepContext) -> Any:
         field, paths, _ = row_image_paths(row, self.config["image_key"])
-        return open_image(ctx, paths[0], field, "RGB")
+        return open_row_image(ctx, paths[0], field, row=row)
 
     def _semantic_pass(self, good_rows: list[dict], kept: Any, out: list[Outcome], good: list[int],
                        ctx: StepContext) -> None:
@@ -199,7 +195,7 @@ class DedupeImages(Operator):
             except ValueError as exc:
                 kept[j] = False
                 self._forget(good_rows[j])
-                out[good[j]] = Failed(f"row {good_rows[j][ID_KEY]}: {exc}")
+                out[good[j]] = Failed(str(exc))
         if not candidates:
             return
         emb = self.serving.embed_images(images)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pixmill.context import StepContext
+from pixmill.image_files import open_row_image
 from pixmill.operator import Dropped
 from pixmill.ops.per_image import IMAGE_KEY, WORKERS, PerImageOperator
 from pixmill.options import Option
@@ -126,18 +127,10 @@ class DetectNsfw(PerImageOperator):
     def start(self, ctx: StepContext) -> None:
         self._detector = NudeNetDetector(self.config["threads"], self.config["device"])
 
-    def load(self, ctx: StepContext, path: str, field: str) -> Any:
+    def load(self, ctx: StepContext, row: dict, path: str, field: str) -> Any:
         import numpy as np
-        from PIL import Image, UnidentifiedImageError
 
-        resolved = ctx.resolve(path)
-        if not resolved.is_file():
-            raise ValueError(f"image {path!r} in field {field!r} not found (looked for {resolved})")
-        try:
-            with Image.open(resolved) as img:
-                return np.asarray(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ValueError(f"image {path!r} in field {field!r} cannot be read: {exc}") from None
+        return np.asarray(open_row_image(ctx, path, field, row=row))
 
     def measure(self, rows: list[dict], items: list[Any]) -> list[Any]:
         if getattr(self, "_detector", None) is None:

@@ -22,7 +22,7 @@ how often. Use it as a context manager::
         ...
         assert len(server.requests_for("a red cube")) == 1
 
-or as a script: ``python -m pixmill.testing.openai_server --port 8000 --latency 0.2``.
+or as a script: ``python -m pixmill_testing.openai_server --port 8000 --latency 0.2``.
 Images are real small PNGs (or JPEG/WebP) made with PIL; their colour derives from the prompt.
 """
 
@@ -228,6 +228,15 @@ class FakeOpenAIServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+    def serve_until_interrupted(self) -> None:
+        """Keep the started server answering until Ctrl-C (SIGINT), then stop it: for a server
+        that is its own process (a demo, a benchmark's endpoint)."""
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            self.stop()
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -734,7 +743,7 @@ def _logprobs(content: Any) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the fake server until interrupted (for benchmarks and offline demos)."""
-    parser = argparse.ArgumentParser(prog="python -m pixmill.testing.openai_server",
+    parser = argparse.ArgumentParser(prog="python -m pixmill_testing.openai_server",
                                      description="A fake OpenAI-compatible server for tests and demos.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -758,11 +767,7 @@ def main(argv: list[str] | None = None) -> None:
                               images_response=args.images_response, api_key=args.api_key, log_path=args.log,
                               host=args.host, port=args.port).start()
     print(f"fake OpenAI-compatible server listening on {server.base_url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    server.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Usage, in a store plugin's tests::
 
-    from pixmill.testing import StoreContract
+    from pixmill_testing import StoreContract
 
     class TestMyStore(StoreContract):
         store_class = MyStore
@@ -10,7 +10,7 @@ Usage, in a store plugin's tests::
 A store whose files hold one record per text line (like JSONL) also passes the checks on malformed
 lines and ``on_bad_line``::
 
-    from pixmill.testing import LineStoreContract
+    from pixmill_testing import LineStoreContract
 
     class TestMyLineStore(LineStoreContract):
         store_class = MyLineStore
@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-
-from ..errors import InputError
-from ..store import Store
+from pixmill.errors import InputError
+from pixmill.store import Store
 
 PLAIN_TYPES = (dict, list, str, int, float, bool, type(None))
 
@@ -134,7 +133,7 @@ class StoreContract:
     def test_registered_through_plugins(self, store: Store) -> None:
         if not self.check_registered:
             pytest.skip("check_registered = False")
-        from ..plugins import load_registry
+        from pixmill.plugins import load_registry
 
         assert load_registry().get_store(store.name) is self.store_class
 
