@@ -47,8 +47,10 @@ def test_the_rule_resizes_and_encodes_jpeg_at_its_quality(tmp_path):
     path = _noise(tmp_path / "a.png", (200, 100))
     rule = UploadRule(size=lambda h, w: (h // 2, w // 2), encoding="jpeg", quality=40, data_url=True)
     upload = Uploader(rule).prepare(probe_image(path))
-    assert upload.mime == "image/jpeg" and upload.url.startswith("data:image/jpeg;base64,")
-    assert Image.open(io.BytesIO(base64.b64decode(upload.url.split(",", 1)[1]))).size == (100, 50)
+    url = upload.data_url()
+    assert upload.mime == "image/jpeg" and url.startswith("data:image/jpeg;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size == (100, 50)
+    assert b"".join(upload.data_url_parts()) == url.encode()
 
 
 def test_a_truncated_file_fails_naming_it(tmp_path):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 from ..serving import ChatRequest, ChatResponse
+from .body import RequestBody
 from .errors import RequestError
 from .media import to_data_url
-from .uploads import Uploader, UploadRule, prepare_upload
+from .uploads import Upload, Uploader, UploadRule, prepare_upload
 
 _DEFAULT_RULE = UploadRule(data_url=True)
 
@@ -26,16 +27,21 @@ def to_openai_messages(messages: list[dict[str, Any]], uploader: Uploader | None
     never a collage; other parts pass through. Image files go through ``uploader`` (as they are when
     its rule allows, else prepared once per file); without one, with the default rule.
     """
+    return _convert(messages, uploader, Upload.data_url)
+
+
+def _convert(messages: list[dict[str, Any]], uploader: Uploader | None,
+             url_of: Callable[[Upload], Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for msg in messages:
         content = msg.get("content")
         if isinstance(content, list):
-            content = [_part(p, uploader) for p in content]
+            content = [_part(p, uploader, url_of) for p in content]
         out.append({**msg, "content": content})
     return out
 
 
-def _part(part: Any, uploader: Uploader | None) -> Any:
+def _part(part: Any, uploader: Uploader | None, url_of: Callable[[Upload], Any]) -> Any:
     if isinstance(part, str):
         return {"type": "text", "text": part}
     if isinstance(part, dict) and part.get("type") == "image":
@@ -43,17 +49,28 @@ def _part(part: Any, uploader: Uploader | None) -> Any:
         if isinstance(image, (bytes, bytearray)):
             url = to_data_url(bytes(image))
         elif uploader is not None:
-            url = uploader.prepare(image).data_url()
+            url = url_of(uploader.prepare(image))
         else:
-            url = prepare_upload(image, _DEFAULT_RULE).data_url()
+            url = url_of(prepare_upload(image, _DEFAULT_RULE))
         return {"type": "image_url", "image_url": {"url": url}}
     return part
 
 
-def chat_params(request: ChatRequest, json_mode: str = "json_object", top_logprobs: int = 5,
-                uploader: Uploader | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``chat.completions.create`` from a :class:`ChatRequest`."""
-    params: dict[str, Any] = {"messages": to_openai_messages(request.messages, uploader)}
+def chat_body(model: str, request: ChatRequest, json_mode: str = "json_object", top_logprobs: int = 5,
+              uploader: Uploader | None = None, extra_body: dict[str, Any] | None = None) -> RequestBody:
+    """The JSON body of one chat completion request, for :func:`post_chat`.
+
+    Build it in the calling thread, once per request (retries send the same body): images are
+    read and base64-encoded there, and their base64 bytes become pieces of the body as they are,
+    never copied into a text form or a joined buffer, so the event loop only sends ready bytes.
+    """
+    messages = _convert(request.messages, uploader, lambda upload: upload)  # spliced by json_body
+    params = _params(request, json_mode, top_logprobs, messages)
+    return json_body({**params, "model": model, **(extra_body or {}), **request.extra})
+
+
+def _params(request: ChatRequest, json_mode: str, top_logprobs: int, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    params: dict[str, Any] = {"messages": messages}
     if request.max_tokens is not None:
         params["max_tokens"] = request.max_tokens
     if request.temperature is not None:
@@ -66,24 +83,16 @@ def chat_params(request: ChatRequest, json_mode: str = "json_object", top_logpro
     return params
 
 
-async def complete_chat(client: Any, model: str, request: ChatRequest, json_mode: str = "json_object",
-                        extra_body: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None
-                        ) -> ChatResponse:
-    """One chat completion with a text answer (use inside :meth:`RequestEngine.call`)."""
-    body = {**(extra_body or {}), **request.extra}
-    return await send_chat(client, model, chat_params(request, json_mode), body, provenance)
-
-
-async def send_chat(client: Any, model: str, params: dict[str, Any], extra_body: dict[str, Any] | None = None,
-                    provenance: dict[str, Any] | None = None) -> ChatResponse:
-    """Like :func:`complete_chat` with the parameters already built by :func:`chat_params` (build
-    them in the calling thread: encoding images there keeps the event loop free for I/O)."""
+async def post_chat(client: Any, model: str, body: RequestBody, provenance: dict[str, Any] | None = None
+                    ) -> ChatResponse:
+    """One chat completion with a text answer (use inside :meth:`RequestEngine.call`): post a
+    body made by :func:`chat_body` and read the answer."""
     from openai.types.chat import ChatCompletion
 
-    body = {**params, "model": model, **(extra_body or {})}
-    # Posted as ready JSON bytes: the client's own encoder would re-scan every image's megabytes
+    # Posted as ready JSON pieces: the client's own encoder would re-scan every image's megabytes
     # of base64 character by character (see json_body).
-    completion = await client.post("/chat/completions", cast_to=ChatCompletion, content=json_body(body))
+    completion = await client.post("/chat/completions", cast_to=ChatCompletion, content=body,
+                                   options={"headers": body.headers()})
     choices = getattr(completion, "choices", None)
     if not choices:
         raise RequestError(f"the response has no choices (model {model})")
@@ -102,32 +111,37 @@ _SPLICE_MIN = 4096  # data URLs shorter than this are simply encoded
 _PLACEHOLDER = re.compile(rb"\\u0000pixmill-image-(\d+)\\u0000")
 
 
-def json_body(body: dict[str, Any]) -> bytes:
-    """The JSON bytes of a chat request body, with long ``data:`` URLs spliced in as they are.
+def json_body(body: dict[str, Any]) -> RequestBody:
+    """The JSON of a chat request body, with long ``data:`` URLs spliced in as they are.
 
     A base64 data URL is already valid JSON string content (no quote, backslash or control
     character), and a 1024 px image makes it megabytes long: encoding it with ``json`` costs tens of
-    milliseconds of the one core that runs the event loop, splicing it costs a copy.
+    milliseconds of a core. An image part's URL may also be an
+    :class:`~pixmill.http.uploads.Upload` (see :func:`chat_body`): its base64 bytes become a piece
+    of the body as they are.
     """
-    urls: list[str] = []
+    urls: list[tuple[bytes, ...]] = []
 
     def swap(part: Any) -> Any:
         url = part.get("image_url", {}).get("url") if isinstance(part, dict) and part.get("type") == "image_url" else None
-        if not isinstance(url, str) or len(url) < _SPLICE_MIN or not url.startswith("data:") or not url.isascii() \
+        if isinstance(url, Upload):
+            urls.append(url.data_url_parts())
+        elif not isinstance(url, str) or len(url) < _SPLICE_MIN or not url.startswith("data:") or not url.isascii() \
                 or '"' in url or "\\" in url:
             return part
-        urls.append(url)
+        else:
+            urls.append((url.encode("ascii"),))
         return {**part, "image_url": {**part["image_url"], "url": f"\x00pixmill-image-{len(urls) - 1}\x00"}}
 
     messages = [{**m, "content": [swap(p) for p in m["content"]]} if isinstance(m.get("content"), list) else m
                 for m in body.get("messages", ())]
     data = json.dumps({**body, "messages": messages}, ensure_ascii=False, separators=(",", ":")).encode()
     if not urls:
-        return data
-    pieces = _PLACEHOLDER.split(data)  # text, index, text, index, ..., text
-    for i in range(1, len(pieces), 2):
-        pieces[i] = urls[int(pieces[i])].encode("ascii")
-    return b"".join(pieces)
+        return RequestBody([data])
+    pieces: list[bytes] = []
+    for i, piece in enumerate(_PLACEHOLDER.split(data)):  # text, index, text, index, ..., text
+        pieces.extend(urls[int(piece)] if i % 2 else (piece,))
+    return RequestBody(pieces)
 
 
 def _text_of(content: Any) -> str:

@@ -27,12 +27,22 @@ def sniff_image(data: bytes) -> tuple[str, str] | None:
     return None
 
 
+def b64encode(data: bytes) -> bytes:
+    """Standard base64 of ``data``, with pybase64's SIMD encoder when it is installed (an uploaded
+    1024 px image is megabytes: ~0.3 ms instead of ~4 ms of a core), else the standard library's."""
+    try:
+        from pybase64 import b64encode as fast
+    except ImportError:  # pragma: no cover - pybase64 comes with pixmill[http]
+        return base64.b64encode(data)
+    return fast(data)
+
+
 def to_data_url(data: bytes, mime: str | None = None) -> str:
     """``data:image/png;base64,...`` for encoded image bytes."""
     if mime is None:
         sniffed = sniff_image(data)
         mime = sniffed[1] if sniffed else "application/octet-stream"
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return f"data:{mime};base64,{b64encode(data).decode('ascii')}"
 
 
 def decode_data_url(url: str) -> bytes | None:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from ..cpu_pool import cpu_pool, forget_broken_pool
 from ..image_files import ImageFile, pixels
 from ..options import Option
-from .media import to_data_url
+from .media import b64encode, to_data_url
 
 log = logging.getLogger("pixmill.http")
 
@@ -83,18 +83,27 @@ class UploadRule:
 @dataclass(frozen=True)
 class Upload:
     """An image ready to send: its bytes and their MIME type, or (when the rule asked for data URLs)
-    the data URL alone."""
+    their base64 encoding alone (``b64``, ASCII bytes: a chat body splices them in as they are,
+    without a text copy of megabytes)."""
 
     data: bytes
     mime: str
-    url: str | None = None
+    b64: bytes = b""
 
     @property
     def suffix(self) -> str:
         return next((s for f, s in SUFFIXES.items() if MIMES[f] == self.mime), ".png")
 
     def data_url(self) -> str:
-        return self.url or to_data_url(self.data, self.mime)
+        """``data:<mime>;base64,...`` as text (for clients that take the URL as a string)."""
+        if self.b64:
+            return f"data:{self.mime};base64,{self.b64.decode('ascii')}"
+        return to_data_url(self.data, self.mime)
+
+    def data_url_parts(self) -> tuple[bytes, bytes]:
+        """The data URL as ``(b"data:<mime>;base64,", base64 bytes)``, copying nothing when the
+        base64 is already made."""
+        return f"data:{self.mime};base64,".encode("ascii"), self.b64 or b64encode(self.data)
 
 
 def upload_options(default: str = "png", what: str = "images the provider cannot take as they are are "
@@ -122,8 +131,8 @@ def prepare_upload(image: Any, rule: UploadRule) -> Upload:
         except (OSError, ValueError) as exc:
             where = f"image {image.path}" if isinstance(image, ImageFile) else "an image"
             raise ValueError(f"{where} cannot be prepared for upload: {exc}") from None
-    if rule.data_url:  # only the URL travels back from a worker process, not the bytes twice
-        return Upload(b"", mime, to_data_url(data, mime))
+    if rule.data_url:  # only the base64 travels back from a worker process, not the bytes twice
+        return Upload(b"", mime, b64encode(data))
     return Upload(data, mime)
 
 
@@ -211,7 +220,7 @@ class Uploader:
 
 
 def _size(upload: Upload) -> int:
-    return len(upload.data) + (len(upload.url) if upload.url else 0)
+    return len(upload.data) + len(upload.b64)
 
 
 def _run_here(fn: Callable[..., Upload], *args: Any) -> Future[Upload]:

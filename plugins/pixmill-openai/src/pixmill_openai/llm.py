@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from pixmill.http import OpenAICompatibleServing, http_options
-from pixmill.http.chat import chat_params, send_chat
+from pixmill.http.chat import chat_body, post_chat
 from pixmill.http.urls import redact_url
 from pixmill.options import Option
 from pixmill.serving import TEXT_LLM, VISION_CHAT, ChatOrError, ChatRequest
@@ -47,7 +47,7 @@ class OpenAILLMServing(OpenAICompatibleServing):
 
     def _factory(self, request: ChatRequest) -> Any:
         provenance = {"serving": self.name, "endpoint": redact_url(self.config["base_url"])}
-        # Images prepared here, in the batch's thread (or the upload pool), not on the event loop.
-        params = chat_params(request, self.config["json_mode"], uploader=self.uploads)
-        body = {**(self.config.get("extra_body") or {}), **request.extra}
-        return lambda: send_chat(self.client, self.config["model"], params, body, provenance)
+        # The body (images included) is built here, in the batch's thread, not on the event loop.
+        body = chat_body(self.config["model"], request, self.config["json_mode"], uploader=self.uploads,
+                         extra_body=self.config.get("extra_body"))
+        return lambda: post_chat(self.client, self.config["model"], body, provenance)

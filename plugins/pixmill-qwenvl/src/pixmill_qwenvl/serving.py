@@ -212,7 +212,7 @@ class QwenVLServing(Serving):
                           encoding=cfg["upload_format"], quality=int(cfg["upload_quality"]), data_url=True)
 
     def _chat_http(self, http: HTTPConnection, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
-        from pixmill.http.chat import complete_chat, to_openai_messages
+        from pixmill.http.chat import chat_body, post_chat
 
         cfg = self.config
         model, json_mode = cfg["model"], cfg["json_mode"]
@@ -225,14 +225,12 @@ class QwenVLServing(Serving):
         out: list[ChatResponse | Exception | None] = [None] * len(requests)
         factories, slots = [], []
         for i, req in enumerate(requests):
-            try:
-                req = with_defaults(req, cfg)
-                req = replace(req, messages=to_openai_messages(req.messages, uploads))
+            try:  # the body is built here, once: the event loop only sends it (again on a retry)
+                body = chat_body(model, with_defaults(req, cfg), json_mode, uploader=uploads, extra_body=extra)
             except Exception as exc:  # noqa: BLE001 - a bad image fails its row only
                 out[i] = exc
                 continue
-            factories.append(lambda req=req: complete_chat(client, model, req, json_mode=json_mode,
-                                                           extra_body=extra, provenance={"engine": "openai"}))
+            factories.append(lambda body=body: post_chat(client, model, body, provenance={"engine": "openai"}))
             slots.append(i)
         for slot, answer in zip(slots, http.run_requests(factories), strict=True):
             out[slot] = answer

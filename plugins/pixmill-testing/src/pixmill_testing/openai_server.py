@@ -37,6 +37,7 @@ import random
 import re
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -104,6 +105,9 @@ class RecordedRequest:
     started: float = 0.0
     finished: float | None = None
     query: str = ""  # the request's query string (providers such as Azure require one)
+    # With ``skim_images``: one :func:`image_fingerprint` per data URL image part, in order, instead
+    # of the URLs themselves (``sent_images`` stays empty).
+    image_fingerprints: list[str] = field(default_factory=list, repr=False)
 
     @property
     def images(self) -> list[bytes]:
@@ -114,11 +118,11 @@ class RecordedRequest:
     @property
     def image_parts(self) -> int:
         """How many reference images came as separate parts (files or image_url parts)."""
-        return len(self.sent_images)
+        return len(self.sent_images) + len(self.image_fingerprints)
 
     def as_log(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("sent_images", "mask", "authorization", "body"):
+        for key in ("sent_images", "mask", "authorization", "body", "image_fingerprints"):
             data.pop(key)
         data["image_parts"] = self.image_parts
         return data
@@ -146,7 +150,12 @@ class FakeOpenAIServer:
       message echoes the key presented (as real providers do);
     - ``log_path``: append one JSON line per answered request (for servers run as a script);
     - ``moderation_terms``: ``{category: words}`` that ``/moderations`` flags (default
-      :data:`MODERATION_TERMS`).
+      :data:`MODERATION_TERMS`);
+    - ``skim_images``: for benchmarks, where this server shares the client's cores while the real
+      server would run elsewhere. Chat bodies are read into a buffer kept per connection, and every
+      base64 data URL is cut out of the raw JSON before parsing and recorded as its
+      :func:`image_fingerprint` (:attr:`RecordedRequest.image_fingerprints`) instead of its text:
+      the server never copies, parses or decodes the megabytes of an image it does not look at.
 
     The ``huge`` fault answers with a JSON body that goes on for :data:`HUGE_BYTES` (no
     Content-Length), ``huge_url`` with an image URL whose download does; :attr:`huge_sent` records
@@ -158,7 +167,7 @@ class FakeOpenAIServer:
                  chat_image_shape: str = "images", images_response: str = "b64", image_side: int = 64,
                  max_image_side: int = 256, chat_handler: ChatHandler | None = None, api_key: str | None = None,
                  log_path: str | None = None, host: str = "127.0.0.1", port: int = 0,
-                 moderation_terms: dict[str, tuple[str, ...]] | None = None):
+                 moderation_terms: dict[str, tuple[str, ...]] | None = None, skim_images: bool = False):
         for kind in fault_rates or {}:
             if kind not in FAULTS:
                 raise ValueError(f"unknown fault {kind!r}; choose one of {', '.join(FAULTS)}")
@@ -177,6 +186,7 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.log_path = log_path
         self.moderation_terms = dict(moderation_terms or MODERATION_TERMS)
+        self.skim_images = skim_images
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, bytes] = {}
         # (path, Authorization header) of every GET /files/ download, to check keys stay home.
@@ -314,6 +324,46 @@ class FakeOpenAIServer:
         return f"{self.url}/files/{name}"
 
 
+FINGERPRINT_SAMPLE = 4096
+
+
+def image_fingerprint(text: bytes | memoryview) -> str:
+    """A cheap fingerprint of an image's base64 text (a data URL's part after ``;base64,``): its
+    length and the CRC-32 of its first, middle and last :data:`FINGERPRINT_SAMPLE` bytes. Two
+    different images (or a truncated one) differ in it; computing it costs microseconds however
+    large the image, where hashing it all would cost milliseconds of a shared core."""
+    view = memoryview(text)
+    n, k = len(view), FINGERPRINT_SAMPLE
+    mid = max(0, n // 2 - k // 2)
+    crc = zlib.crc32(view[n - k:] if n > k else b"", zlib.crc32(view[mid:mid + k], zlib.crc32(view[:k])))
+    return f"{n}:{crc:08x}"
+
+
+_DATA_URL_START = b'"data:image/'
+
+
+def _skim_data_urls(raw: bytes | bytearray, length: int | None = None) -> tuple[bytes, list[str]]:
+    """The first ``length`` bytes of ``raw`` (JSON) with every base64 image data URL string replaced by a short one, and the
+    fingerprints of the cut images in order. Byte searches only: no pass over the base64 text in
+    Python or in the JSON parser. (A base64 data URL needs no JSON escapes, so its raw text is
+    the URL; a client that escaped it anyway gets a fingerprint that matches nothing.)"""
+    length = len(raw) if length is None else length
+    view = memoryview(raw)[:length]
+    pieces: list[bytes | memoryview] = []
+    fingerprints: list[str] = []
+    pos = 0
+    while (start := raw.find(_DATA_URL_START, pos, length)) >= 0:
+        marker = raw.find(b";base64,", start, min(start + 64, length))
+        end = raw.find(b'"', start + 1, length)
+        if marker < 0 or end < 0:
+            break
+        fingerprints.append(image_fingerprint(view[marker + 8:end]))
+        pieces += [view[pos:marker + 8], b"<skimmed>"]
+        pos = end
+    pieces.append(view[pos:])
+    return b"".join(pieces), fingerprints
+
+
 def _data_url_bytes(url: str) -> bytes:
     """The bytes of a base64 image data URL (the URL itself, encoded, if it is not one). A split,
     not a regular expression: a 1024 px image is megabytes of base64."""
@@ -357,17 +407,23 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         endpoint = next((e for e in ENDPOINTS if path.endswith("/" + e)), None)
         length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        skim = owner.skim_images and endpoint == "chat/completions"
+        raw = self._read_into_buffer(length) if skim else self.rfile.read(length) if length else b""
+        fingerprints: list[str] = []
         if endpoint is None or not path.startswith("/v1/"):
             return self._json(404, {"error": {"message": f"no route {path} (the API lives under /v1/)"}})
         try:
+            if skim:
+                raw, fingerprints = _skim_data_urls(raw, length)
             body, images, mask = self._parse(endpoint, raw)
         except ValueError as exc:
             return self._json(400, {"error": {"message": f"bad request body: {exc}", "type": "invalid_request_error"}})
+        if fingerprints:
+            images = [i for i in images if not (isinstance(i, str) and i.endswith(";base64,<skimmed>"))]
         rec = RecordedRequest(index=-1, endpoint=endpoint, model=body.get("model"), prompt=_prompt_of(endpoint, body),
                               body=body, sent_images=images, mask=mask, authorization=self.headers.get("Authorization"),
                               stream=bool(body.get("stream")), started=time.time(),
-                              query=self.path.partition("?")[2])
+                              query=self.path.partition("?")[2], image_fingerprints=fingerprints)
         owner._record(rec)
         if owner.api_key is not None and rec.authorization != f"Bearer {owner.api_key}":
             # Like real providers, echo the key that was presented: clients must keep it out of logs.
@@ -408,6 +464,20 @@ class _Handler(BaseHTTPRequestHandler):
             return None
 
     # -- parsing --------------------------------------------------------------------------------
+    def _read_into_buffer(self, length: int) -> bytearray:
+        """A buffer this connection reuses (no fresh megabytes per request) whose first ``length``
+        bytes are the body."""
+        buffer = getattr(self, "_body_buffer", None)
+        if buffer is None or len(buffer) < length:
+            buffer = self._body_buffer = bytearray(length)
+        with memoryview(buffer) as view:
+            got = 0
+            while got < length:
+                n = self.rfile.readinto(view[got:length])
+                if not n:
+                    raise ConnectionError("the client closed the connection mid-body")
+                got += n
+        return buffer
     def _parse(self, endpoint: str, raw: bytes) -> tuple[dict[str, Any], list[bytes | str], bytes | None]:
         ctype = self.headers.get("Content-Type", "")
         if ctype.startswith("multipart/form-data"):
