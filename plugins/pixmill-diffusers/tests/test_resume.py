@@ -41,7 +41,7 @@ def test_kill_9_then_rerun_with_controlnet_and_ip_adapter(tmp_path: Path, models
 
 def test_kill_9_then_rerun_makes_each_depth_map_once(tmp_path: Path, estimators, h):
     files = [h.pattern(tmp_path / f"{k}.png", (24, 16), k) for k in ("stripes", "square", "noise")]
-    rows = [{"image": files[i % 3]} for i in range(160)]  # enough that the run is still going at the kill
+    rows = [{"image": files[i % 3]} for i in range(1200)]  # several commits (one a second) before the end
     rows_done = _kill_then_rerun(tmp_path, h, rows, [
         "control-image", "--kind", "depth", "--model", str(estimators["depth"]), "--batch-size", "2"],
         kill_at=8, field="control_image")

@@ -59,12 +59,19 @@ def apply_speed_options(pipe: Any, config: dict[str, Any], device: str, denoiser
 
 
 def set_attention_backend(module: Any, backend: str) -> None:
-    """Route the module's attention through one of diffusers' attention kernels."""
+    """Route the module's attention through one of diffusers' attention kernels. Only this module's:
+    diffusers also makes the kernel the process-wide default for every other model, which another
+    serving in the same process (or a later pipeline) must not inherit, so that default is put back."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry as registry
+
+    default = registry._active_backend
     try:
         module.set_attention_backend(ATTENTION_BACKENDS[backend])
     except RuntimeError as exc:  # diffusers names the missing package
         raise ConfigError(f"--attention-backend {backend}: {str(exc).splitlines()[0]}",
                           "install what it names, or choose cudnn / flash (PyTorch's own kernels)") from None
+    finally:
+        registry.set_active_backend(default)
 
 
 def quantize_fp8(module: Any, device: str) -> None:
