@@ -24,6 +24,7 @@ from pixmill import Failed, Operator, Option, Run, Storage, get_operator
 from pixmill.gallery import write_gallery
 from pixmill.pipeline import PipelineSpec, run_pipeline
 from pixmill.rows import prompt_text
+from pixmill_testing import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "core" / "src" / "pixmill" / "examples"
@@ -79,11 +80,6 @@ class ScoreRows(Operator):
             "overall": score_of(row["id"]), "prompt_following": min(10.0, score_of(row["id"]) + 1),
             "quality": 5.0, "rationale": f"rationale for row {row['id']}",
             "judge": {"serving": "rules", "model": "test/judge-v1"}}} for row in rows]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def t2i_run(tmp_path: Path, n: int = 30) -> Path:

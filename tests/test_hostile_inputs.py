@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from helpers import read_jsonl, run_cli, write_jsonl
-from pixmill import Operator, Run
+from helpers import read_jsonl, run_cli, step_rows, write_jsonl
+from pixmill import Operator
 from pixmill.errors import ConfigError
 from pixmill.expr import compile_expr
 from pixmill.operator import Failed
@@ -20,12 +20,6 @@ def _rows(tmp_path: Path, n: int = 6) -> Path:
     return write_jsonl(tmp_path / "in.jsonl", [{"text": f"row {i}"} for i in range(n)])
 
 
-def _step_rows(step: Path) -> list[dict]:
-    """The rows of the step folder ``step``, read as users read them (pixmill.Run)."""
-    run = Run(step.parent)
-    return list(next(s for s in run.steps if s.name == step.name).rows())
-
-
 # -- input files ----------------------------------------------------------------------------------
 def test_utf8_bom_does_not_cost_the_first_record(tmp_path):
     inp = tmp_path / "bom.jsonl"
@@ -33,7 +27,7 @@ def test_utf8_bom_does_not_cost_the_first_record(tmp_path):
     proc = run_cli("run", "-q", "-i", str(inp), "-o", str(tmp_path / "run"), "--skip-bad-lines",
                    "template", "--template", "{text}!", "--output-key", "t")
     assert proc.returncode == 0, proc.stderr
-    assert [r["t"] for r in _step_rows(tmp_path / "run" / "01-template")] == ["first!", "second!"]
+    assert [r["t"] for r in step_rows(tmp_path / "run", 1)] == ["first!", "second!"]
     skipped = read_jsonl(tmp_path / "run" / "00-input" / "skipped.jsonl")
     assert [s["line"] for s in skipped] == [3]
 
@@ -52,7 +46,7 @@ def test_same_size_in_place_edit_with_mtime_restored_is_noticed(tmp_path):
     assert (inp.stat().st_size, inp.stat().st_mtime_ns, inp.stat().st_ino) == \
         (before.st_size, before.st_mtime_ns, before.st_ino)
     run_cli(*args, check=True)
-    assert [r["t"] for r in _step_rows(tmp_path / "run" / "01-template")] == ["cow", "dog"]
+    assert [r["t"] for r in step_rows(tmp_path / "run", 1)] == ["cow", "dog"]
 
 
 # -- retry of an interrupted step -----------------------------------------------------------------
@@ -173,4 +167,4 @@ def test_out_accepts_an_empty_folder_and_its_own_run(tmp_path):
     out.mkdir()
     for _ in range(2):  # the second run resumes its own run folder
         run_cli("run", "-q", "-i", str(inp), "-o", str(out), "head", "--n", "2", check=True)
-    assert len(_step_rows(out / "01-head")) == 2
+    assert len(step_rows(out, 1)) == 2

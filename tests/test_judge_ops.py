@@ -20,6 +20,7 @@ from pixmill.pipeline import PipelineSpec, StepSpec, run_pipeline
 from pixmill.plugins import get_registry
 from pixmill.rubrics import BUILTIN_RUBRICS, load_rubric, parse_rubric
 from pixmill.rubrics.parse import JudgmentError, find_json_object, parse_judgment
+from pixmill_testing import png
 from pixmill_testing.openai_server import FakeOpenAIServer
 
 T2I = load_rubric("t2i")
@@ -135,10 +136,8 @@ def vision_chat():
         pytest.skip("the openai-llm serving (pixmill-openai) is not installed")
 
 
-def _png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path)
-    return path.name
+def _png(path: Path, colour: tuple[int, int, int]) -> str:
+    return png(path, colour, (40, 30)).name
 
 
 def _colours(rec) -> list[tuple[int, int, int]]:

@@ -6,20 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-from pathlib import Path
 
 import pytest
-from helpers import run_cli, write_jsonl
+from helpers import run_cli, step_rows, write_jsonl
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
-
-
-def _step_rows(step: Path) -> list[dict]:
-    """The rows of the step folder ``step``, read as users read them (pixmill.Run)."""
-    from pixmill import Run
-
-    return list(next(s for s in Run(step.parent).steps if s.name == step.name).rows())
 
 
 @pytest.mark.parametrize("column,values,kind", [
@@ -51,7 +43,7 @@ def test_timestamps_and_nan_are_converted_and_said(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "column 'when' (timestamp[us]) is written as ISO 8601 text" in proc.stderr
     assert "column 'score': 1 NaN or infinite values" in proc.stderr
-    rows = _step_rows(tmp_path / "run" / "01-head")
+    rows = step_rows(tmp_path / "run", 1)
     assert [r["when"] for r in rows] == ["2026-01-02T03:04:05", None]
     assert [r["score"] for r in rows] == [None, 1.5]
 
@@ -72,7 +64,7 @@ def test_an_hf_export_is_a_valid_input_with_its_images(tmp_path):
     out = tmp_path / "again"
     proc = run_cli("run", "-q", "-i", str(shard), "-o", str(out), "head", "--n", "3")
     assert proc.returncode == 0, proc.stderr
-    rows = _step_rows(out / "01-head")
+    rows = step_rows(out, 1)
     assert [r["prompt"] for r in rows] == ["p0", "p1", "p2"]
     for row, color in zip(rows, colors, strict=True):
         with Image.open(out / row["image"]) as img:

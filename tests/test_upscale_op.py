@@ -17,6 +17,7 @@ from pixmill.ops.images import GenerateImages
 from pixmill.ops.upscale import UpscaleImages
 from pixmill.options import Option
 from pixmill.serving import UPSCALE, GeneratedImage, Serving, UpscaleRequest
+from pixmill_testing import png
 
 
 class DoubleServing(Serving):
@@ -43,12 +44,8 @@ class DoubleServing(Serving):
         return out
 
 
-def _png(path: Path, size: tuple[int, int], color: tuple[int, int, int] = (200, 30, 60)) -> str:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
-    return path.name
+def _png(path: Path, size: tuple[int, int]) -> str:
+    return png(path, (200, 30, 60), size).name
 
 
 def _run(tmp_path: Path, rows: list[dict], op: Any, name: str = "run") -> tuple[list[dict], list[dict], Path]:
