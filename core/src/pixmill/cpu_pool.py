@@ -15,9 +15,10 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:  # the process machinery is imported when a pool is made, not with this module
+    from concurrent.futures import ProcessPoolExecutor
 
 log = logging.getLogger("pixmill.cpu_pool")
 
@@ -36,6 +37,7 @@ def cpu_pool() -> ProcessPoolExecutor | None:
     could not be made safely (no ``fork``)."""
     global _POOL, _POOL_PID
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     n = cores()
     if n < 2 or sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
@@ -64,6 +66,8 @@ def map_in_pool(fn: Callable[..., Any], items: Iterable[Any], chunksize: int = 3
     """``[fn(item) for item in items]`` computed in the pool, in order; None when there is no pool
     or it broke (the caller then does the work itself). ``fn`` must not raise: return errors as
     values (see :func:`error_value`)."""
+    from concurrent.futures.process import BrokenProcessPool
+
     pool = cpu_pool()
     if pool is None:
         return None

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError
 from .executor import Executor
 from .operator import Operator
@@ -51,6 +49,8 @@ class PipelineSpec:
     @classmethod
     def from_yaml(cls, path: Path) -> PipelineSpec:
         """Load a pipeline file. ``input`` and ``out`` are relative to the file's folder."""
+        import yaml  # here, not at import: `pixmill --help` reads no YAML
+
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -154,6 +154,8 @@ class PipelineSpec:
             data["allow_roots"] = [str(Path(r).resolve()) for r in self.allow_roots]
         if self.input is None:
             data.pop("input")
+        import yaml
+
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

@@ -15,9 +15,10 @@ Nothing here imports ``openai`` at import time. Its dependencies are the core's 
 
 from __future__ import annotations
 
+from typing import Any
+
 from .client import make_client
 from .connection import DEFAULT_BASE_URL, HTTPConnection, endpoint_options
-from .engine import RequestEngine
 from .errors import RequestError, ResponseTooLarge, TransientError, is_transient, retry_after
 from .serving import OpenAICompatibleServing, http_options
 from .urls import normalize_base_url, redact_url
@@ -25,3 +26,12 @@ from .urls import normalize_base_url, redact_url
 __all__ = ["DEFAULT_BASE_URL", "HTTPConnection", "OpenAICompatibleServing", "RequestEngine", "RequestError",
            "ResponseTooLarge", "TransientError", "endpoint_options", "http_options", "is_transient", "make_client",
            "normalize_base_url", "redact_url", "retry_after"]
+
+
+def __getattr__(name: str) -> Any:
+    # The engine pulls in asyncio: imported on first use, not by every plugin that declares a serving.
+    if name == "RequestEngine":
+        from .engine import RequestEngine
+
+        return RequestEngine
+    raise AttributeError(name)

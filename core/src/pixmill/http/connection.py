@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Iterable, MutableMapping, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, MutableMapping, TypeVar, Union
 
 from ..errors import ConfigError
 from ..keys import default_key_name, require_key, resolve_key
 from ..options import Option
-from .engine import RequestEngine
 from .uploads import Uploader, UploadRule
 from .urls import normalize_base_url, redact_url
+
+if TYPE_CHECKING:  # the engine (asyncio) is imported when a connection opens, not by `pixmill --help`
+    from .engine import RequestEngine
 
 log = logging.getLogger("pixmill.http")
 
@@ -103,6 +105,7 @@ class HTTPConnection:
     # -- life cycle ---------------------------------------------------------------------------
     def open(self) -> None:
         from .client import make_client
+        from .engine import RequestEngine
 
         key = self.api_key()
         cfg = self.config

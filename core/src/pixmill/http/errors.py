@@ -6,8 +6,6 @@ httpx/httpx2 (the openai client and others) is handled the same way, without imp
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import time
 from typing import Any
 
@@ -73,7 +71,7 @@ def is_transient(exc: BaseException) -> bool:
     status = status_of(exc)
     if status is not None:
         return status in TRANSIENT_STATUSES
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
+    if _timed_out(exc) or isinstance(exc, ConnectionError):
         return True
     # The openai client's APIConnectionError/APITimeoutError, httpx's TransportError, and a 200 whose
     # body is not valid JSON (json.JSONDecodeError raised while parsing): all worth another try.
@@ -100,11 +98,19 @@ def retry_after(exc: BaseException) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils
+
         parsed = email.utils.parsedate_to_datetime(value) if value else None
         if parsed is None:
             return None
         seconds = parsed.timestamp() - time.time()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    import asyncio  # loaded already wherever requests run; not with this module (pixmill --help)
+
+    return isinstance(exc, (asyncio.TimeoutError, TimeoutError))  # one class from Python 3.11 on
 
 
 def describe(exc: BaseException) -> str:
@@ -113,7 +119,7 @@ def describe(exc: BaseException) -> str:
     message = _provider_message(exc)
     if status is not None:
         return f"HTTP {status}: {message}" if message else f"HTTP {status}"
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in type(exc).__name__:
+    if _timed_out(exc) or "Timeout" in type(exc).__name__:
         return "request timed out"
     if isinstance(exc, (TransientError, RequestError)):
         return str(exc)

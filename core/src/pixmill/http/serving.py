@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, ClassVar, Iterable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Iterable, TypeVar, Union
 
 from ..options import Option
 from ..serving import Serving
 from .connection import DEFAULT_BASE_URL, HTTPConnection, endpoint_options
-from .engine import RequestEngine
 from .uploads import Uploader, UploadRule
+
+if TYPE_CHECKING:
+    from .engine import RequestEngine
 
 T = TypeVar("T")
 

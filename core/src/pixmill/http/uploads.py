@@ -19,7 +19,6 @@ import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -233,6 +232,8 @@ def _run_here(fn: Callable[..., Upload], *args: Any) -> Future[Upload]:
 
 
 def _in_pool(image: ImageFile, rule: UploadRule) -> Future[Upload] | None:
+    from concurrent.futures.process import BrokenProcessPool
+
     pool = cpu_pool()
     if pool is None:
         return None

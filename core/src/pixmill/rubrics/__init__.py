@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent
@@ -99,6 +97,8 @@ def load_rubric(spec: str) -> Rubric:
 
 def parse_rubric(text: str, origin: str = "<rubric>") -> Rubric:
     """Parse and validate a rubric's YAML text; errors name the file and what to fix."""
+    import yaml  # here, not at import: `pixmill --help` reads no rubric
+
     fix = "see docs/judging.md for the rubric file format"
     try:
         data = yaml.safe_load(text)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pixmill.http import OpenAICompatibleServing, TransientError
-from pixmill.http.loop import run_sync
 from pixmill.http.media import sniff_image
 from pixmill.http.urls import redact_url
 from pixmill.serving import GeneratedImage
@@ -23,6 +22,8 @@ class ImageHTTPServing(OpenAICompatibleServing):
         downloads, self._downloads = self._downloads, None
         if downloads is not None:
             try:
+                from pixmill.http.loop import run_sync  # asyncio: not when the plugin registers
+
                 run_sync(downloads.aclose(), timeout=10)
             except Exception:  # noqa: BLE001 - closing a pool must never fail a run
                 pass

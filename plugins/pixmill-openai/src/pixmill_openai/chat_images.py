@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -69,6 +68,8 @@ class OpenAIChatImageServing(ImageHTTPServing):
         uploads = [self.uploads.submit(image) for image in images]  # started now, off the event loop
 
         async def messages() -> list[dict[str, Any]]:
+            import asyncio  # in the engine's loop; not when the plugin registers (pixmill --help)
+
             parts: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
             for upload in uploads:
                 url = (await asyncio.wrap_future(upload)).data_url()

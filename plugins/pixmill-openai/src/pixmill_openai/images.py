@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -95,6 +94,8 @@ class OpenAIImagesServing(ImageHTTPServing):
     async def _files(self, request: EditRequest) -> tuple[list[tuple[str, bytes, str]], Any]:
         """The multipart files of an edit: each image as uploaded (prepared once per file, see
         :meth:`upload_rule`), and the mask converted to the API's convention."""
+        import asyncio  # in the engine's loop; not when the plugin registers (pixmill --help)
+
         files = []
         for i, image in enumerate(request.images):
             upload = await asyncio.wrap_future(self.uploads.submit(image))
