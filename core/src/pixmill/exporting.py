@@ -24,13 +24,15 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from . import __version__
 from .errors import ConfigError, PixmillError
 from .fields import image_paths, scores_of
 from .plugins import get_registry
-from .run import Run, RunStep
+
+if TYPE_CHECKING:  # the run reader loads with an export, not with `pixmill --help`
+    from .run import Run, RunStep
 
 log = logging.getLogger("pixmill.export")
 
@@ -132,6 +134,8 @@ def export_dataset(run_dir: Path | str, to: Path | str, fmt: str, *, image_keys:
         raise ConfigError(f"export format {fmt} writes Parquet, and no installed plugin provides a parquet store",
                           "pip install pixmill-parquet")
     store = registry.get_store(store_name)()
+    from .run import Run
+
     run = Run(run_dir, allow_roots=allow_roots)
     last = run.step(-1 if step is None else step)
     status = check_exportable(run, last, step, partial)

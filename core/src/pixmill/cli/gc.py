@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..errors import PixmillError
-from ..run_folder import MANIFEST, STEP_INFO, RunFolder, read_json
 
 
 def folder_size(path: Path) -> int:
@@ -34,6 +33,8 @@ def command(run_dir: Path, dry_run: bool) -> None:
     pipeline finds the finished step again instead of recomputing it. Once you are sure you will
     not go back, `pixmill gc RUN` frees the space (with --dry-run first to see what goes).
     """
+    from ..run_folder import MANIFEST, STEP_INFO, RunFolder, read_json  # with the command, not at --help
+
     if not (run_dir / MANIFEST).exists():
         raise PixmillError(f"{run_dir} is not a pixmill run folder (no {MANIFEST})", "pass the --out folder of a run")
     run = RunFolder(run_dir)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import ConfigError
-from ..pipeline import PipelineSpec, StepSpec, build_operators, run_pipeline
 from ..plugins import get_registry
-from ..progress import make_progress
 from .options import click_option, given
+
+if TYPE_CHECKING:  # the pipeline and runner load when a pipeline runs, not for `pixmill --help`
+    from ..pipeline import PipelineSpec, StepSpec
 
 EXIT_ROWS_FAILED = 3  # the run finished, but some rows failed (see docs/user-guide.md, "Exit codes")
 
@@ -51,6 +52,8 @@ def operator_command(name: str, serving: str | None = None) -> click.Command:
                                            dest=SERVING_PREFIX + opt.name))
 
     def callback(**kwargs: Any) -> StepSpec:
+        from ..pipeline import StepSpec
+
         options = given({k: v for k, v in kwargs.items() if not k.startswith(SERVING_PREFIX) and k != "serving"})
         serving_name = kwargs.get("serving")
         if serving_name:
@@ -157,6 +160,9 @@ def _run(ctx: click.Context, steps: list[StepSpec], input_path: Path | None, out
          skip_bad_lines: bool | None, id_key: str | None, overrides: tuple[str, ...],
          allow_roots: tuple[Path, ...], dry_run: bool,
          quiet: bool) -> None:
+    from ..pipeline import PipelineSpec, build_operators, run_pipeline
+    from ..progress import make_progress
+
     pipeline_file = ctx.meta.get("pipeline_file")
     if pipeline_file:
         if steps:

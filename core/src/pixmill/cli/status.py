@@ -9,8 +9,6 @@ from pathlib import Path
 
 import click
 
-from ..run import Run
-
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
@@ -24,6 +22,8 @@ def reason_pattern(reason: str) -> str:
 def run_status(run_dir: Path, examples: int = 3) -> list[dict]:
     """Per step: name, folder, complete, done, failed, rows, and failure reasons grouped by pattern
     (most frequent first), each with an example reason and example row ids."""
+    from ..run import Run  # loads with the command, not with `pixmill --help`
+
     steps = []
     for run_step in Run(run_dir).steps:
         info, state, damaged = run_step.info, run_step.counts, run_step.damaged()
