@@ -10,6 +10,7 @@ Functions sent to it must be importable top-level functions that only read files
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -49,9 +50,20 @@ def cpu_pool() -> ProcessPoolExecutor | None:
             # compute, with libraries whose locks CPython and glibc reset in a forked child.
             _POOL = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
                                         initializer=_start_worker)
+            if not _POOL_PID:
+                atexit.register(_close_at_exit)
             _POOL_PID = os.getpid()
             log.debug("cpu pool: %d worker processes", n)
         return _POOL
+
+
+def _close_at_exit() -> None:
+    # Drop the pool while the interpreter is whole: left to the final clean-up, it would be freed
+    # after concurrent.futures.process (imported later than this module), whose callback then fails.
+    global _POOL
+    pool, _POOL = _POOL, None
+    if pool is not None and _POOL_PID == os.getpid():
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def forget_broken_pool() -> None:
