@@ -139,6 +139,18 @@ def _safe_cmp(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return cmp
 
 
+def _value_vs_constant(op: type, value_of: Predicate, value: Any) -> Predicate:
+    """``len(prompt) < 200`` and the like as one closure: the constant side is not a call per row."""
+    cmp = _CMP[op]
+
+    def compare(row: dict) -> Any:
+        try:
+            return cmp(value_of(row), value)
+        except TypeError:
+            return False
+    return compare
+
+
 def _and(a: Predicate, b: Predicate) -> Predicate:
     return lambda row: a(row) and b(row)
 
@@ -212,8 +224,10 @@ def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node ty
         if len(ops) == 1:
             (fn, right), = ops
             field = node.left.id if isinstance(node.left, ast.Name) and node.left.id not in _CONSTS else None
-            if field is not None and isinstance(node.comparators[0], ast.Constant):
-                return _field_vs_constant(type(node.ops[0]), field, node.comparators[0].value)
+            if isinstance(node.comparators[0], ast.Constant):
+                if field is not None:
+                    return _field_vs_constant(type(node.ops[0]), field, node.comparators[0].value)
+                return _value_vs_constant(type(node.ops[0]), left, node.comparators[0].value)
             return lambda row: fn(left(row), right(row))
 
         def chain(row: dict) -> bool:
@@ -249,6 +263,9 @@ def _compile(node: ast.AST) -> Predicate:  # noqa: C901 - one branch per node ty
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
         fn = _FUNCS[node.func.id]
         args = [_compile(a) for a in node.args]
+        if len(args) == 1:  # len(prompt), lower(caption): no argument generator per row
+            arg, = args
+            return lambda row: fn(arg(row))
         return lambda row: fn(*(a(row) for a in args))
     if isinstance(node, ast.Call):
         raise _Unsupported(f"function {ast.unparse(node.func)!r} is not allowed")
