@@ -52,3 +52,13 @@ def test_syntax_error_is_one_clear_line():
         compile_expr("scores.overall >= ")
     message = str(err.value)
     assert "does not parse" in message and "\n" not in message and "fix:" in message
+
+
+def test_a_computed_value_against_a_constant_matches_the_general_comparison():
+    # `len(prompt) < 200` compiles to one closure; `len(prompt) < len(x)` takes the general path.
+    fast, general = compile_expr("len(prompt) < 3"), compile_expr("len(prompt) < len(three)")
+    for row in ({"prompt": "ab"}, {"prompt": "abcd"}, {}, {"prompt": ["a", "b", "c"]}):
+        assert fast(row) == general({**row, "three": "xyz"}), row
+    assert compile_expr("lower(width) < 3")({"width": 5}) is False  # '5' < 3: not comparable, no match
+    with pytest.raises(TypeError):  # the value's own error is the row's, as before
+        fast({"prompt": 5})

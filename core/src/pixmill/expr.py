@@ -144,8 +144,9 @@ def _value_vs_constant(op: type, value_of: Predicate, value: Any) -> Predicate:
     cmp = _CMP[op]
 
     def compare(row: dict) -> Any:
+        computed = value_of(row)  # its own errors are the row's, as in the general case
         try:
-            return cmp(value_of(row), value)
+            return cmp(computed, value)
         except TypeError:
             return False
     return compare
