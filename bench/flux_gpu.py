@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the variants that compile")
     args = parser.parse_args()
     import torch
+    from pixmill_diffusers.options import CUDA_ATTENTION
 
     if args.tiny:
         device, size, steps, dtype, pipe = "cpu", 64, 2, "float32", build_tiny()
@@ -242,6 +243,9 @@ def main() -> None:
                 continue
             if speed.get("quantize") and fp8_ready(device):
                 print(f"{'pixmill ' + name:<30} {'skipped: ' + fp8_ready(device)}", flush=True)
+                continue
+            if speed.get("attention_backend") in CUDA_ATTENTION and not cuda:
+                print(f"{'pixmill ' + name:<30} skipped: the {speed['attention_backend']} kernel needs CUDA", flush=True)
                 continue
             try:
                 seconds, pixels, warm = run_variant(pipe, prompts, size, steps, device, dtype, batch, speed, folder,
