@@ -64,7 +64,7 @@ def set_attention_backend(module: Any, backend: str) -> None:
     serving in the same process (or a later pipeline) must not inherit, so that default is put back."""
     from diffusers.models.attention_dispatch import _AttentionBackendRegistry as registry
 
-    default = registry._active_backend
+    default, _ = registry.get_active_backend()
     try:
         module.set_attention_backend(ATTENTION_BACKENDS[backend])
     except RuntimeError as exc:  # diffusers names the missing package
