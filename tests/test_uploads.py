@@ -71,3 +71,30 @@ def test_the_cache_keeps_to_its_budget_dropping_the_oldest(tmp_path):
     assert uploader.prepared == 6
     uploader.prepare(probe_image(paths[0]))  # dropped long ago: prepared again
     assert uploader.prepared == 7
+
+
+def test_a_slow_file_holds_up_neither_other_files_nor_a_second_preparation(tmp_path):
+    """A file still being read (here a pipe nobody has written yet, like a slow network disk) does
+    not stop other rows' uploads, and a second row naming it waits for the same preparation."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from dataclasses import replace
+
+    png = _noise(tmp_path / "real.png", (40, 30))
+    fifo = tmp_path / "slow.png"
+    os.mkfifo(fifo)
+    slow = replace(probe_image(png), path=fifo)  # the header of a PNG, the bytes still to come
+    uploader = Uploader(UploadRule())
+    writer = threading.Thread(target=lambda: fifo.write_bytes(png.read_bytes()))
+    with ThreadPoolExecutor(2) as threads:
+        reading = threads.submit(uploader.prepare, slow)
+        try:
+            other = threads.submit(uploader.prepare, probe_image(_noise(tmp_path / "other.png", (20, 20))))
+            assert other.result(timeout=10).data == (tmp_path / "other.png").read_bytes()
+            assert not reading.done()
+            same = uploader.submit(slow)  # the same file again: the preparation under way, not another
+        finally:
+            writer.start()  # the bytes arrive (also when an assert failed: nothing stays blocked)
+        assert reading.result(timeout=10).data == png.read_bytes() == same.result(timeout=10).data
+    writer.join()
+    assert uploader.prepared == 2

@@ -30,8 +30,11 @@ def make_client(base_url: str, api_key: str, timeout: float | None = None, concu
 
     _quiet_http_logs()
     limits = httpx2.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=max(concurrency, 1))
-    transport = _coalescing_transport(limits, max_response_bytes)
-    http_client = httpx2.AsyncClient(transport=transport, timeout=timeout, follow_redirects=True)
+    hooks = {"request": [_send_multipart_whole], "response": [_capped(max_response_bytes)] if max_response_bytes else []}
+    # aiohttp under the openai client (its documented `openai[aiohttp]` transport): its C HTTP parser
+    # and plain asyncio writes take 1.8 ms of client CPU per request against 2.6 ms on httpx's own
+    # transport, and the client's CPU is what bounds thousands of large uploads (docs/benchmarks.md).
+    http_client = openai.DefaultAioHttpClient(limits=limits, timeout=timeout, follow_redirects=True, event_hooks=hooks)
     root, query = split_query(normalize_base_url(base_url))
     return openai.AsyncOpenAI(base_url=root, api_key=api_key, max_retries=0, timeout=timeout,
                               http_client=http_client, default_headers=default_headers, default_query=query or None)
@@ -77,29 +80,24 @@ def check_length(response: Any, limit: int, what: str) -> None:
         raise ResponseTooLarge(what, limit)
 
 
-def _coalescing_transport(limits: Any, max_response_bytes: int | None = None) -> Any:
-    """An httpx transport that sends each multipart request body in one write.
+async def _send_multipart_whole(request: Any) -> None:
+    """Read a multipart body (an image edit) into one buffer before it is sent. httpx streams it as
+    dozens of small chunks, one per field header, boundary and value, each its own socket write and
+    packet; one write costs far less CPU at high concurrency. Other bodies go as they are: bytes in
+    one write, a :class:`~pixmill.http.body.RequestBody` in its large slices, never joined."""
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        await request.aread()
 
-    A multipart upload (an image edit) is streamed as dozens of small chunks, one per field header,
-    boundary and value; each becomes its own socket write and packet. Reading the (already
-    in-memory) body first turns that into a single write, which at high concurrency is a large
-    share of the client's CPU time per request. Other bodies go as they are: bytes in one write, a
-    :class:`~pixmill.http.body.RequestBody` in its large slices, never joined.
-    """
-    import httpx2
 
-    class CoalescingTransport(httpx2.AsyncHTTPTransport):
-        async def handle_async_request(self, request: Any) -> Any:
-            if request.headers.get("content-type", "").startswith("multipart/"):
-                await request.aread()
-            response = await super().handle_async_request(request)
-            if max_response_bytes:
-                try:
-                    check_length(response, max_response_bytes, "the API's answer")
-                except ResponseTooLarge:
-                    await response.aclose()
-                    raise
-                response.stream = capped_stream(response.stream, max_response_bytes, "the API's answer")
-            return response
+def _capped(limit: int) -> Any:
+    """A response hook that abandons an answer over ``limit`` bytes: at once when its
+    Content-Length says so, else as it streams in."""
 
-    return CoalescingTransport(limits=limits)
+    async def cap(response: Any) -> None:
+        try:
+            check_length(response, limit, "the API's answer")
+        except ResponseTooLarge:
+            await response.aclose()
+            raise
+        response.stream = capped_stream(response.stream, limit, "the API's answer")
+    return cap

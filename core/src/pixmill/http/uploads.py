@@ -178,7 +178,7 @@ class Uploader:
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple, Future[Upload]] = OrderedDict()
         self._bytes = 0  # size of the finished uploads in the cache
-        self._lock = threading.RLock()  # RLock: a future done at once runs its callback inside submit
+        self._lock = threading.RLock()  # RLock: a pool future done already runs its callback inside submit
         self.prepared = 0  # uploads actually prepared (cache misses): what a test can count
 
     def submit(self, image: Any) -> Future[Upload]:
@@ -194,11 +194,12 @@ class Uploader:
             # The pool only for decoding work worth a process hop: a file sent as it is costs a
             # read and a base64 pass here, less than moving megabytes back from a worker.
             heavy = image.width * image.height > INLINE_PIXELS and not self.rule.takes_as_is(image)
-            fut = _in_pool(image, self.rule) if heavy else None
-            if fut is None:
-                fut = _run_here(prepare_upload, image, self.rule)
-            self._cache[key] = fut
+            pooled = _in_pool(image, self.rule) if heavy else None
+            fut = pooled or Future()
+            self._cache[key] = fut  # another row with this file waits on this future
             fut.add_done_callback(lambda done, key=key: self._account(key, done))
+        if pooled is None:  # prepared here, outside the lock: the batches' threads read files at once
+            _complete(fut, prepare_upload, image, self.rule)
         return fut
 
     def prepare(self, image: Any) -> Upload:
@@ -224,11 +225,15 @@ def _size(upload: Upload) -> int:
 
 def _run_here(fn: Callable[..., Upload], *args: Any) -> Future[Upload]:
     fut: Future[Upload] = Future()
+    _complete(fut, fn, *args)
+    return fut
+
+
+def _complete(fut: Future[Upload], fn: Callable[..., Upload], *args: Any) -> None:
     try:
         fut.set_result(fn(*args))
     except Exception as exc:  # noqa: BLE001 - the caller gets it from the future, like a pool's
         fut.set_exception(exc)
-    return fut
 
 
 def _in_pool(image: ImageFile, rule: UploadRule) -> Future[Upload] | None:
