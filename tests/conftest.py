@@ -25,3 +25,21 @@ def _fresh_registry(monkeypatch: pytest.MonkeyPatch):
     reset_registry()
     yield
     reset_registry()
+
+
+@pytest.fixture
+def clients():
+    """``clients(base_url, **make_client options)``: openai clients with the key ``sk-test``,
+    closed after the test."""
+    from pixmill.http import make_client
+    from pixmill.http.loop import run_sync
+
+    made = []
+
+    def make(url, **kw):
+        made.append(make_client(url, "sk-test", **kw))
+        return made[-1]
+
+    yield make
+    for client in made:
+        run_sync(client.close())

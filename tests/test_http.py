@@ -8,7 +8,7 @@ import time
 
 import pytest
 from pixmill.errors import ConfigError
-from pixmill.http import RequestEngine, RequestError, make_client, normalize_base_url
+from pixmill.http import RequestEngine, RequestError, normalize_base_url
 from pixmill.http.errors import describe, is_transient, retry_after
 from pixmill_testing.openai_server import FakeOpenAIServer, FaultRule
 
@@ -21,11 +21,14 @@ def server():
         yield srv
 
 
-def engine_and_client(server, **kw):
-    timeout = kw.pop("timeout", 5.0)
-    engine = RequestEngine(timeout=timeout, backoff_base=0.01, **kw)
-    client = make_client(server.url, "sk-test", timeout=timeout, concurrency=engine.concurrency)
-    return engine, client
+@pytest.fixture
+def engine_and_client(server, clients):
+    """``engine_and_client(**engine options)``: a request engine and a client of the test server."""
+    def make(**kw):
+        timeout = kw.pop("timeout", 5.0)
+        engine = RequestEngine(timeout=timeout, backoff_base=0.01, **kw)
+        return engine, clients(server.url, timeout=timeout, concurrency=engine.concurrency)
+    return make
 
 
 def gen(client, prompt):
@@ -56,9 +59,9 @@ def test_base_url_without_scheme_is_a_clear_error(bad):
 
 
 @pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
-def test_every_base_url_form_reaches_the_api(server, suffix):
-    engine, client = engine_and_client(server)
-    client = make_client(server.url + suffix, "sk-test")
+def test_every_base_url_form_reaches_the_api(engine_and_client, clients, server, suffix):
+    engine, client = engine_and_client()
+    client = clients(server.url + suffix)
     [result] = engine.run_all([gen(client, f"form {suffix!r}")])
     assert not isinstance(result, Exception), result
     assert server.requests[-1].endpoint == "images/generations"
@@ -74,9 +77,9 @@ def max_overlap(requests) -> int:
     return peak
 
 
-def test_concurrency_is_bounded_and_used(server):
+def test_concurrency_is_bounded_and_used(engine_and_client, server):
     server.latency = 0.1
-    engine, client = engine_and_client(server, concurrency=4)
+    engine, client = engine_and_client(concurrency=4)
     started = time.monotonic()
     results = engine.run_all([gen(client, f"c{i}") for i in range(16)])
     wall = time.monotonic() - started
@@ -85,8 +88,8 @@ def test_concurrency_is_bounded_and_used(server):
     assert wall < 16 * 0.1 / 4 * 2.0  # close to the ideal 0.4 s, far from the sequential 1.6 s
 
 
-def test_rpm_spaces_request_starts(server):
-    engine, client = engine_and_client(server, concurrency=8, rpm=600)  # one every 0.1 s
+def test_rpm_spaces_request_starts(engine_and_client, server):
+    engine, client = engine_and_client(concurrency=8, rpm=600)  # one every 0.1 s
     engine.run_all([gen(client, f"r{i}") for i in range(5)])
     starts = sorted(r.started for r in server.requests)
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
@@ -95,10 +98,10 @@ def test_rpm_spaces_request_starts(server):
 
 
 # -- retries ----------------------------------------------------------------------------------
-def test_429_is_retried_after_retry_after(server):
+def test_429_is_retried_after_retry_after(engine_and_client, server):
     server.retry_after = 0.4
     server.rules.append(FaultRule("429", match="limited", times=1))
-    engine, client = engine_and_client(server)
+    engine, client = engine_and_client()
     [result] = engine.run_all([gen(client, "limited")])
     assert not isinstance(result, Exception)
     first, second = server.requests_for("limited")
@@ -107,10 +110,10 @@ def test_429_is_retried_after_retry_after(server):
 
 
 @pytest.mark.parametrize("fault", ["500", "slow", "malformed", "disconnect"])
-def test_transient_faults_are_retried_until_success(server, fault):
+def test_transient_faults_are_retried_until_success(engine_and_client, server, fault):
     server.slow_seconds = 3.0
     server.rules.append(FaultRule(fault, match="flaky", times=2))
-    engine, client = engine_and_client(server, timeout=0.5)
+    engine, client = engine_and_client(timeout=0.5)
     started = time.monotonic()
     [result] = engine.run_all([gen(client, "flaky")])
     assert not isinstance(result, Exception), result
@@ -119,9 +122,9 @@ def test_transient_faults_are_retried_until_success(server, fault):
     assert engine.stats["retries"] == 2
 
 
-def test_permanent_error_fails_only_its_request_without_retry(server):
+def test_permanent_error_fails_only_its_request_without_retry(engine_and_client, server):
     server.rules.append(FaultRule("refusal", match="forbidden"))
-    engine, client = engine_and_client(server)
+    engine, client = engine_and_client()
     ok, refused = engine.run_all([gen(client, "fine"), gen(client, "forbidden thing")])
     assert not isinstance(ok, Exception)
     assert isinstance(refused, RequestError)
@@ -129,9 +132,9 @@ def test_permanent_error_fails_only_its_request_without_retry(server):
     assert len(server.requests_for("forbidden")) == 1  # never retried
 
 
-def test_retries_are_bounded(server):
+def test_retries_are_bounded(engine_and_client, server):
     server.rules.append(FaultRule("500", match="down"))
-    engine, client = engine_and_client(server, max_retries=2)
+    engine, client = engine_and_client(max_retries=2)
     [error] = engine.run_all([gen(client, "down")])
     assert isinstance(error, RequestError) and error.status == 500
     assert "gave up after 3 attempts" in str(error)
@@ -180,11 +183,11 @@ def test_secrets_are_scrubbed_from_errors(server):
     assert "sk-very-secret" not in str(error) and "***" in str(error)
 
 
-def test_requests_from_many_threads_share_one_loop(server):
+def test_requests_from_many_threads_share_one_loop(engine_and_client, server):
     from concurrent.futures import ThreadPoolExecutor
 
     server.latency = 0.05
-    engine, client = engine_and_client(server, concurrency=6)
+    engine, client = engine_and_client(concurrency=6)
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda i: engine.run_all([gen(client, f"t{i}")])[0], range(12)))
     assert all(not isinstance(r, Exception) for r in results)

@@ -9,21 +9,21 @@ import json
 
 import pytest
 from PIL import Image
-from pixmill import ChatRequest, EditRequest, ImageRequest, get_serving
+from pixmill import ChatRequest, EditRequest, ImageRequest
 from pixmill_openai.parse import find_images, merge_stream
 from pixmill_testing.openai_server import CHAT_IMAGE_SHAPES, FaultRule
 
 
-def chat_serving(server, **kw):
-    s = get_serving("openai-chat", base_url=server.url, api_key="sk-test", **kw)
-    s.load()
-    return s
+@pytest.fixture
+def chat_serving(server, loaded_serving):
+    """``chat_serving(**options)``: an openai-chat serving on the test server, loaded."""
+    return lambda **kw: loaded_serving("openai-chat", base_url=server.url, api_key="sk-test", **kw)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("shape", CHAT_IMAGE_SHAPES)
-def test_images_are_found_in_every_answer_shape(server, shape, stream):
-    s = chat_serving(server, stream=stream)
+def test_images_are_found_in_every_answer_shape(chat_serving, server, shape, stream):
+    s = chat_serving(stream=stream)
     prompt = f"a lemon [shape:{shape}]"
     [images] = s.generate([ImageRequest(prompt, seeds=[3])])
     assert not isinstance(images, Exception), images
@@ -33,8 +33,8 @@ def test_images_are_found_in_every_answer_shape(server, shape, stream):
     assert server.requests[-1].stream is stream
 
 
-def test_reference_images_are_separate_parts_in_order_never_a_collage(server):
-    s = chat_serving(server)
+def test_reference_images_are_separate_parts_in_order_never_a_collage(chat_serving, server):
+    s = chat_serving()
     refs = [Image.new("RGB", (30 + 10 * i, 20), c) for i, c in enumerate(("red", "lime", "blue"))]
     [images] = s.edit([EditRequest("put the three subjects together", images=refs, seeds=[1])])
     rec = server.requests[-1]
@@ -48,8 +48,8 @@ def test_reference_images_are_separate_parts_in_order_never_a_collage(server):
     assert images[0].params["reference_images"] == 3
 
 
-def test_request_carries_modalities_seed_and_system_prompt(server):
-    s = chat_serving(server, system_prompt="You are an illustrator.", temperature=0.4,
+def test_request_carries_modalities_seed_and_system_prompt(chat_serving, server):
+    s = chat_serving(system_prompt="You are an illustrator.", temperature=0.4,
                      extra_body={"image_config": {"aspect_ratio": "16:9"}})
     [images] = s.generate([ImageRequest("a kite", seeds=[11, 12])])
     first, second = sorted(server.requests_for("a kite"), key=lambda r: r.body["seed"])
@@ -60,16 +60,16 @@ def test_request_carries_modalities_seed_and_system_prompt(server):
     assert [im.params["seed"] for im in images] == [11, 12]
 
 
-def test_modalities_and_seed_can_be_left_out(server):
-    s = chat_serving(server, modalities=[], send_seed=False, model="image-model")
+def test_modalities_and_seed_can_be_left_out(chat_serving, server):
+    s = chat_serving(modalities=[], send_seed=False, model="image-model")
     s.generate([ImageRequest("plain", seeds=[1])])
     body = server.requests[-1].body
     assert "modalities" not in body and "seed" not in body
 
 
-def test_an_answer_without_an_image_fails_with_the_model_text(server):
+def test_an_answer_without_an_image_fails_with_the_model_text(chat_serving, server):
     server.rules.append(FaultRule("no_image", match="nope"))
-    s = chat_serving(server)
+    s = chat_serving()
     ok, refused = s.generate([ImageRequest("fine", [0]), ImageRequest("nope", [0])])
     assert not isinstance(ok, Exception)
     assert isinstance(refused, Exception)
@@ -77,8 +77,8 @@ def test_an_answer_without_an_image_fails_with_the_model_text(server):
     assert len(server.requests_for("nope")) == 1  # not retried: asking again costs money for the same refusal
 
 
-def test_a_mask_is_refused_clearly(server):
-    s = chat_serving(server)
+def test_a_mask_is_refused_clearly(chat_serving, server):
+    s = chat_serving()
     im = Image.new("RGB", (8, 8))
     [error] = s.edit([EditRequest("x", images=[im], seeds=[0], mask=Image.new("L", (8, 8)))])
     assert "cannot take a mask" in str(error) and "openai-images" in str(error)
@@ -123,14 +123,14 @@ def test_stream_merge_reassembles_split_base64():
 
 
 # -- openai-llm ------------------------------------------------------------------------------------
-def llm_serving(server, **kw):
-    s = get_serving("openai-llm", base_url=server.url + "/v1/", api_key="sk-test", **kw)
-    s.load()
-    return s
+@pytest.fixture
+def llm_serving(server, loaded_serving):
+    """``llm_serving(**options)``: an openai-llm serving on the test server, loaded."""
+    return lambda **kw: loaded_serving("openai-llm", base_url=server.url + "/v1/", api_key="sk-test", **kw)
 
 
-def test_llm_json_mode_and_defaults(server):
-    s = llm_serving(server, temperature=0.2, max_tokens=50, system_prompt="Be brief.")
+def test_llm_json_mode_and_defaults(llm_serving, server):
+    s = llm_serving(temperature=0.2, max_tokens=50, system_prompt="Be brief.")
     [answer] = s.chat([ChatRequest([{"role": "user", "content": "Write exactly 2 items in the category \"x\""}],
                                    json=True)])
     body = server.requests[-1].body
@@ -141,16 +141,16 @@ def test_llm_json_mode_and_defaults(server):
     assert answer.params["model"] == "gpt-4o-mini" and answer.params["serving"] == "openai-llm"
 
 
-def test_llm_request_values_win_and_prompt_json_mode(server):
-    s = llm_serving(server, temperature=0.2, json_mode="prompt")
+def test_llm_request_values_win_and_prompt_json_mode(llm_serving, server):
+    s = llm_serving(temperature=0.2, json_mode="prompt")
     s.chat([ChatRequest([{"role": "user", "content": "hi"}], json=True, temperature=0.9)])
     body = server.requests[-1].body
     assert "response_format" not in body and body["temperature"] == 0.9
 
 
-def test_llm_vision_parts_and_logprobs(server):
+def test_llm_vision_parts_and_logprobs(llm_serving, server):
     server.chat_handler = lambda rec: f"I see {rec.image_parts} images"
-    s = llm_serving(server)
+    s = llm_serving()
     parts = [{"type": "text", "text": "what is this?"}, {"type": "image", "image": Image.new("RGB", (4, 4))},
              {"type": "image", "image": png_bytes()}]
     [answer] = s.chat([ChatRequest([{"role": "user", "content": parts}], logprobs=True)])
@@ -159,9 +159,9 @@ def test_llm_vision_parts_and_logprobs(server):
     assert answer.logprobs and answer.logprobs[0]["I"] == pytest.approx(-0.05)
 
 
-def test_llm_errors_are_per_request(server):
+def test_llm_errors_are_per_request(llm_serving, server):
     server.rules.append(FaultRule("refusal", match="bad"))
-    s = llm_serving(server)
+    s = llm_serving()
     ok, bad = s.chat([ChatRequest([{"role": "user", "content": "good"}]),
                       ChatRequest([{"role": "user", "content": "bad"}])])
     assert ok.text == "echo: good" and "HTTP 400" in str(bad)

@@ -12,6 +12,8 @@ through :class:`pixmill.Run`, and HTTP servings talk to a real OpenAI-compatible
 - ``make_png``: a small real PNG: ``make_png(path, color=(255, 0, 0), size=(32, 32))``; a relative
   path is made in the test's ``tmp_path``, next to the input file ``pixmill_run`` writes, so a row
   can name it as it is.
+- ``loaded_serving``: a serving checked and loaded as a step would, unloaded after the test:
+  ``serving = loaded_serving("openai-llm", base_url=server.url, api_key="sk-test")``.
 - ``fake_openai_server``: a started :class:`pixmill_testing.openai_server.FakeOpenAIServer`.
 
 The plain functions behind them (``write_jsonl``, ``read_jsonl``, ``step_rows``, ``step_failures``)
@@ -59,6 +61,26 @@ def pixmill_run(tmp_path: Path) -> Callable[..., RunResult]:
         return RunResult(tmp_path / name, run_pipeline(spec))
 
     return run
+
+
+@pytest.fixture
+def loaded_serving() -> Iterator[Callable[..., Any]]:
+    """``loaded_serving(name, **options)``: a serving from the registry, checked and loaded as a step
+    would load it, and unloaded after the test (an HTTP serving's connections closed)."""
+    from pixmill import get_serving
+
+    loaded: list[Any] = []
+
+    def load(name: str, **options: Any) -> Any:
+        serving = get_serving(name, **options)
+        serving.check()
+        serving.load()
+        loaded.append(serving)
+        return serving
+
+    yield load
+    for serving in reversed(loaded):
+        serving.unload()
 
 
 @pytest.fixture
