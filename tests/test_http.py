@@ -4,6 +4,7 @@ errors. The requests go through the real openai client; nothing is mocked."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -120,6 +121,19 @@ def test_transient_faults_are_retried_until_success(engine_and_client, server, f
     assert [r.fault for r in server.requests_for("flaky")] == [fault, fault, None]
     assert time.monotonic() - started < 2.5  # a slow answer was abandoned at the timeout
     assert engine.stats["retries"] == 2
+
+
+def test_a_dropped_or_refused_connection_says_so_not_timed_out(engine_and_client, clients, server):
+    server.rules.append(FaultRule("disconnect", match="dropped"))
+    engine, client = engine_and_client(max_retries=0)
+    [dropped] = engine.run_all([gen(client, "dropped")])
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    [refused] = engine.run_all([gen(clients(f"http://127.0.0.1:{port}/v1", timeout=5.0), "anyone there?")])
+    assert "connection failed" in str(dropped) and "timed out" not in str(dropped)
+    assert "connection failed" in str(refused) and f"127.0.0.1:{port}" in str(refused)
+    assert dropped.transient and refused.transient  # worth retrying, like a timeout
 
 
 def test_permanent_error_fails_only_its_request_without_retry(engine_and_client, server):

@@ -7,7 +7,7 @@ httpx/httpx2 (the openai client and others) is handled the same way, without imp
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import RowError
 
@@ -47,10 +47,23 @@ class ResponseTooLarge(RequestError):
 def too_large_cause(exc: BaseException) -> ResponseTooLarge | None:
     """The :class:`ResponseTooLarge` behind ``exc``, if any: the openai client wraps errors raised
     while it reads a body in its own connection error, which would otherwise look transient."""
+    found = _in_chain(exc, lambda e: isinstance(e, ResponseTooLarge))
+    return found if isinstance(found, ResponseTooLarge) else None
+
+
+def connection_cause(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection error behind ``exc`` (refused, reset, dropped mid-answer), if any.
+    The aiohttp transport hands every one of them to the openai client as httpx's
+    ``ConnectTimeout``, so without this a wrong port or a crashed server would read "timed out"."""
+    return _in_chain(exc, lambda e: type(e).__module__.startswith("aiohttp") and "Timeout" not in type(e).__name__)
+
+
+def _in_chain(exc: BaseException, wanted: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in ``exc``'s chain of causes (``exc`` included) that is ``wanted``."""
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < 10:
-        if isinstance(current, ResponseTooLarge):
+        if wanted(current):
             return current
         current = current.__cause__ or current.__context__
         seen += 1
@@ -119,6 +132,10 @@ def describe(exc: BaseException) -> str:
     message = _provider_message(exc)
     if status is not None:
         return f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    cause = connection_cause(exc)
+    if cause is not None:
+        detail = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
+        return f"connection failed: {type(cause).__name__}" + (f": {detail}" if detail else "")
     if _timed_out(exc) or "Timeout" in type(exc).__name__:
         return "request timed out"
     if isinstance(exc, (TransientError, RequestError)):
