@@ -12,8 +12,9 @@ eager, so the quality cost of an option is visible next to its speed:
 - pixmill batch 2 / 4: images per pipeline call
 - each speed option of the flux serving alone: --fuse-qkv, --channels-last-vae,
   --first-block-cache 0.08, --attention-backend cudnn
-- pixmill --compile (regional torch.compile), then --compile-mode max-autotune-no-cudagraphs, then
-  --compile with every exact speed option (fused QKV, channels-last VAE, cuDNN attention)
+- pixmill --compile (regional torch.compile), then --compile-mode max-autotune-no-cudagraphs,
+  reduce-overhead and max-autotune (the last two with CUDA graphs), then --compile with every exact
+  speed option (fused QKV, channels-last VAE, cuDNN attention)
 - --quantize fp8 (torchao) with --compile: CUDA GPUs of compute capability 8.9+ only
 
     python bench/flux_gpu.py                 # needs a CUDA GPU with ~40 GB free (H100/H200: ~15 min)
@@ -170,6 +171,9 @@ VARIANTS: dict[str, tuple[int, dict[str, Any]]] = {
     "cudnn-attention": (1, {"attention_backend": "cudnn"}),
     "compile": (1, {"compile": True}),
     "compile-max-autotune": (1, {"compile": True, "compile_mode": "max-autotune-no-cudagraphs"}),
+    # CUDA graphs: one launch per compiled block instead of one per kernel (not yet measured on a GPU)
+    "compile-cudagraphs": (1, {"compile": True, "compile_mode": "reduce-overhead"}),
+    "compile-max-autotune-cudagraphs": (1, {"compile": True, "compile_mode": "max-autotune"}),
     "compile-all": (1, {"compile": True, "fuse_qkv": True, "channels_last_vae": True, "attention_backend": "cudnn"}),
     "fp8": (1, {"quantize": "fp8", "compile": True}),  # last: quantized weights stay quantized
 }
