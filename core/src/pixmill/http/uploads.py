@@ -232,8 +232,10 @@ def _run_here(fn: Callable[..., Upload], *args: Any) -> Future[Upload]:
 def _complete(fut: Future[Upload], fn: Callable[..., Upload], *args: Any) -> None:
     try:
         fut.set_result(fn(*args))
-    except Exception as exc:  # noqa: BLE001 - the caller gets it from the future, like a pool's
-        fut.set_exception(exc)
+    except BaseException as exc:  # the caller gets it from the future, like a pool's
+        fut.set_exception(exc)  # (an interrupt too: rows waiting on this file must not wait forever)
+        if not isinstance(exc, Exception):
+            raise
 
 
 def _in_pool(image: ImageFile, rule: UploadRule) -> Future[Upload] | None:
