@@ -119,12 +119,9 @@ class HTTPConnection:
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            from .loop import run_sync
+            from .loop import close_quietly
 
-            try:
-                run_sync(client.close(), timeout=10)
-            except Exception:  # noqa: BLE001 - closing a pool must never fail a run
-                log.debug("closing the HTTP client failed", exc_info=True)
+            close_quietly(client.close())
         self._engine = None
         self._uploads = None
 

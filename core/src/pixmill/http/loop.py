@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import threading
 from typing import Any, Coroutine, TypeVar
 
@@ -45,6 +46,15 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     if _in_loop_thread(loop):
         raise RuntimeError("run_sync() called from the pixmill-http loop itself; await the coroutine instead")
     return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+
+def close_quietly(closing: Coroutine[Any, Any, Any], what: str = "an HTTP client") -> None:
+    """Run a client's close coroutine on the background loop. A failure is logged, never raised:
+    closing a connection pool must never fail a run."""
+    try:
+        run_sync(closing, timeout=10)
+    except Exception:  # noqa: BLE001 - see above
+        logging.getLogger("pixmill.http").debug("closing %s failed", what, exc_info=True)
 
 
 def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

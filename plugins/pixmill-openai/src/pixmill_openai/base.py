@@ -21,12 +21,9 @@ class ImageHTTPServing(OpenAICompatibleServing):
     def unload(self) -> None:
         downloads, self._downloads = self._downloads, None
         if downloads is not None:
-            try:
-                from pixmill.http.loop import run_sync  # asyncio: not when the plugin registers
+            from pixmill.http.loop import close_quietly  # asyncio: not when the plugin registers
 
-                run_sync(downloads.aclose(), timeout=10)
-            except Exception:  # noqa: BLE001 - closing a pool must never fail a run
-                pass
+            close_quietly(downloads.aclose(), "the image download client")
         super().unload()
 
     async def fetch(self, url: str) -> bytes:
